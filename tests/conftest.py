@@ -1,0 +1,35 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "labels" / "documents"
+COMPILATION = DOCS / "ai-pilot-zones-policy-compilation-2022.txt"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def corpus_clauses():
+    """Every clause of the committed corpus, segmented once per test session."""
+    from tagger.corpus import segment_paths
+
+    out = []
+    for doc, clauses in segment_paths([DOCS]):
+        out.extend((doc, c) for c in clauses)
+    return out
+
+
+def run_cli(*args: str, cwd: Path = ROOT, input: str | None = None, env: dict | None = None):
+    """Run the installed entry point in a subprocess, as a pipeline would."""
+    import os
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tagger.cli", *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env, timeout=600
+    )
