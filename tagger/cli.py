@@ -66,8 +66,178 @@ def _add_segment(sub) -> None:
     p.set_defaults(func=cmd_segment)
 
 
+def cmd_labels_validate(args: argparse.Namespace) -> int:
+    from .config import get_settings
+    from .labels import validate_labels
+    from .taxonomy import load_taxonomy
+
+    st = get_settings()
+    labels_file = Path(args.file or st.clauses_file)
+    if not labels_file.is_file():
+        _err(f"{labels_file}: no such file")
+        return EXIT_FAILED
+    rep = validate_labels(labels_file, load_taxonomy(st.taxonomy_file), None if args.no_segmentation else st.documents_dir)
+    for msg in rep.errors[: args.max_errors]:
+        print(msg, file=sys.stderr)
+    if len(rep.errors) > args.max_errors:
+        print(f"... and {len(rep.errors) - args.max_errors} more", file=sys.stderr)
+    status = "ok" if rep.ok else f"{len(rep.errors)} problem(s)"
+    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation: {status}", file=sys.stderr)
+    return EXIT_OK if rep.ok else EXIT_FAILED
+
+
+def cmd_labels_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import get_settings
+    from .labels import label_stats
+    from .taxonomy import load_taxonomy
+
+    st = get_settings()
+    tax = load_taxonomy(st.taxonomy_file)
+    stats = label_stats(Path(args.file or st.clauses_file), tax)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    print(f"{stats['clauses']} labeled clauses; sources: {stats['sources']}")
+    for head, counts in stats["labels"].items():
+        print(f"\n[{head}]  (no {head}: {stats['none'].get(head, 0)})")
+        for lab, n in counts.items():
+            print(f"  {lab:<18} {tax.names[head][lab]:<12} {n:>5}")
+    print("\n[measure co-occurrence]")
+    for pair, n in list(stats["measure_cooccurrence"].items())[:15]:
+        print(f"  {pair:<36} {n:>5}")
+    print("\n[per document]  clauses / topic / measure / industry labels")
+    for doc, c in stats["documents"].items():
+        print(f"  {doc:<48} {c.get('clauses', 0):>4} {c.get('topic', 0):>5} {c.get('measure', 0):>5} {c.get('industry', 0):>5}")
+    return EXIT_OK
+
+
+def _add_labels(sub) -> None:
+    p = sub.add_parser("labels", help="labeled clauses: validate, stats")
+    lsub = p.add_subparsers(dest="labels_command", required=True)
+    v = lsub.add_parser("validate", help="check labels/clauses.jsonl against taxonomy and segmentation")
+    v.add_argument("--file", help="labels file (default: labels/clauses.jsonl)")
+    v.add_argument("--no-segmentation", action="store_true", help="skip the check against the current segmentation")
+    v.add_argument("--max-errors", type=int, default=50)
+    v.set_defaults(func=cmd_labels_validate)
+    s = lsub.add_parser("stats", help="counts per label, per document, measure co-occurrence")
+    s.add_argument("--file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_labels_stats)
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        import time
+
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+        self.n = 0
+
+    def update(self, n: int, skipped: int = 0) -> None:
+        import time
+
+        self.n += n
+        if self.enabled:
+            rate = self.n / max(time.monotonic() - self.t0, 1e-9)
+            print(f"\rtagged {self.n} clauses ({rate:,.0f}/s), skipped {skipped} already written", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from .corpus import iter_files
+    from .jsonio import dumps
+    from .model import load_tagger
+    from .resume import ResumableWriter
+    from .tagging import batched, iter_input_clauses, tag_clauses
+
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    errors: list[str] = []
+    failed_files = 0
+    writer = ResumableWriter(Path(args.output)) if args.output and args.output != "-" else None
+    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+
+    def clauses():
+        nonlocal failed_files
+        for path in iter_files(args.paths):
+            try:
+                yield from iter_input_clauses(path, errors)
+            except TaggerError as exc:
+                errors.append(str(exc))
+                failed_files += 1
+            while errors:
+                _err(errors.pop(0))
+
+    def pending():
+        for c in clauses():
+            if writer is None or not writer.already_written(c["id"]):
+                yield c
+
+    try:
+        for batch in batched(pending(), args.batch_size):
+            lines = [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
+            if writer:
+                writer.write(lines)
+            else:
+                sys.stdout.write("".join(lines))
+            progress.update(len(batch), writer.skipped if writer else 0)
+        if writer:
+            writer.finish()
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    finally:
+        progress.close()
+    while errors:
+        _err(errors.pop(0))
+    if not args.quiet and writer:
+        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {tagger.version}", file=sys.stderr)
+    return EXIT_FAILED if failed_files or errors else EXIT_OK
+
+
+def _add_tag(sub) -> None:
+    p = sub.add_parser("tag", help="tag documents or JSONL clauses with the bundled model")
+    p.add_argument("paths", nargs="+", help="documents (.txt .md .html .docx .pdf), folders, or .jsonl files of {id, text}")
+    p.add_argument("-o", "--output", help="output JSONL (default: stdout); resumable, appears atomically")
+    p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR or models/policy-tagger)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_tag)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import create_app
+    from .config import get_settings
+    from .model import load_tagger
+
+    st = get_settings()
+    # Load (and check) the bundle before binding the port: a bad bundle never serves.
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    app = create_app(st, tagger=tagger)
+    uvicorn.run(app, host=args.host or st.host, port=args.port or st.port, workers=1, log_level=args.log_level, access_log=False)
+    return EXIT_OK
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR or models/policy-tagger)")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=cmd_serve)
+
+
 # Subcommand registrars; later modules add theirs here.
-_REGISTRARS: list[Callable] = [_add_segment]
+_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_serve, _add_labels]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ def iter_files(paths: Iterable[Path | str]) -> Iterator[Path]:
             continue
         if p.is_dir():
             for child in sorted(p.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not child.name.startswith("."):
+                if child.is_file() and child.suffix.lower() in (*SUPPORTED_SUFFIXES, ".jsonl") and not child.name.startswith("."):
                     yield child
         else:
             yield p

@@ -1,0 +1,73 @@
+"""FastAPI app: online and batch tagging over the ONNX bundle.
+
+One router per resource (``routes/``), dependencies as ``Annotated`` types (``deps.py``),
+settings from :mod:`tagger.config`. Bad input is a 4xx with a message, never a 500.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..config import Settings, get_settings
+from ..errors import InvalidInput, TaggerError
+from .metrics import Metrics
+from .routes import documents, health, tag
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
+    """Build the app. ``tagger`` may be passed in (tests, ``tagger serve`` which loads it
+    before binding the port); otherwise it is loaded at start-up."""
+    st = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.tagger is None:
+            from ..model import load_tagger
+
+            app.state.tagger = load_tagger(st.model_dir, st.model_uri)
+        yield
+
+    app = FastAPI(title="policy-clause-tagger", version="1", lifespan=lifespan)
+    app.state.settings = st
+    app.state.tagger = tagger
+    app.state.metrics = Metrics()
+    app.middleware("http")(app.state.metrics.middleware)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse(
+            status_code=422,
+            content={"error": "invalid_request", "message": f"{field}: {first.get('msg', 'invalid')}", "detail": _jsonable(errors)},
+        )
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput):
+        return JSONResponse(status_code=422, content={"error": "invalid_input", "message": str(exc)})
+
+    @app.exception_handler(TaggerError)
+    async def _tagger_error(request: Request, exc: TaggerError):
+        return JSONResponse(status_code=422, content={"error": type(exc).__name__, "message": str(exc)})
+
+    app.include_router(health.router)
+    app.include_router(tag.router)
+    app.include_router(documents.router)
+    app.include_router(app.state.metrics.router)
+    return app
+
+
+def _jsonable(errors: list[dict]) -> list[dict]:
+    out = []
+    for e in errors:
+        e = {k: v for k, v in e.items() if k in ("loc", "msg", "type")}
+        e["loc"] = [str(p) for p in e.get("loc", ())]
+        out.append(e)
+    return out

@@ -1,0 +1,27 @@
+"""Request dependencies as Annotated types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from ..config import Settings
+from ..model import Tagger
+
+__all__ = ["TaggerDep", "SettingsDep"]
+
+
+def _tagger(request: Request) -> Tagger:
+    tagger = request.app.state.tagger
+    if tagger is None:
+        raise HTTPException(status_code=503, detail="model not loaded")
+    return tagger
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+TaggerDep = Annotated[Tagger, Depends(_tagger)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,141 @@
+"""ONNX inference over a model bundle: clause texts in, labels and scores out.
+
+Serving imports neither scikit-learn, LightGBM nor MLflow (MLflow only when the bundle
+is pulled from the registry with ``TAGGER_MODEL_URI``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .bundle import MODEL_FILE, USERDICT_FILE, Manifest, read_manifest
+from .errors import InvalidBundle
+from .features import Tokenizer, userdict_hash
+from .taxonomy import HEADS
+
+__all__ = ["Tagger", "Prediction", "resolve_bundle_dir", "load_tagger"]
+
+
+@dataclass
+class Prediction:
+    labels: dict[str, list[str]]
+    scores: dict[str, dict[str, float]]
+
+
+class Tagger:
+    def __init__(self, folder: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest: Manifest = read_manifest(self.folder)
+        model_path = self.folder / MODEL_FILE
+        if not model_path.is_file():
+            raise InvalidBundle(str(self.folder), f"{MODEL_FILE} is missing")
+        ud = self.folder / USERDICT_FILE
+        if not ud.is_file():
+            raise InvalidBundle(str(self.folder), f"{USERDICT_FILE} is missing")
+        want = self.manifest.tokenizer.get("userdict_sha256")
+        if want and userdict_hash(ud) != want:
+            raise InvalidBundle(str(self.folder), f"{USERDICT_FILE} does not match the hash in the manifest")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        n = threads if threads is not None else int(os.environ.get("TAGGER_ONNX_THREADS", "0"))
+        if n:
+            opts.intra_op_num_threads = n
+        try:
+            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own private exception types
+            raise InvalidBundle(str(self.folder), f"{MODEL_FILE} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
+        self._check_graph()
+        self.tokenizer = Tokenizer(ud)
+        self.heads = HEADS
+        self._labels = {h: self.manifest.labels(h) for h in HEADS}
+        self._th = {h: np.asarray(self.manifest.thresholds(h), dtype=np.float32) for h in HEADS}
+        self._outputs = [self.manifest.output(h) for h in HEADS]
+        self.predict_tokens(["人工智能"])  # fail at start-up, not on the first request
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def _check_graph(self) -> None:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if self.manifest.input_name not in inputs:
+            raise InvalidBundle(str(self.folder), f"ONNX input '{self.manifest.input_name}' not in graph inputs {list(inputs)}")
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        for h in HEADS:
+            name = self.manifest.output(h)
+            if name not in outputs:
+                raise InvalidBundle(str(self.folder), f"head '{h}': ONNX output '{name}' not in graph outputs {list(outputs)}")
+            width = outputs[name].shape[-1] if outputs[name].shape else None
+            if isinstance(width, int) and width != len(self.manifest.labels(h)):
+                raise InvalidBundle(
+                    str(self.folder), f"head '{h}': ONNX output has {width} columns, manifest lists {len(self.manifest.labels(h))} labels"
+                )
+
+    def probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if not token_texts:
+            return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
+        feed = {self.manifest.input_name: np.asarray(token_texts, dtype=object).reshape(-1, 1)}
+        out = self.session.run(self._outputs, feed)
+        for h, arr in zip(HEADS, out):
+            if arr.shape != (len(token_texts), len(self._labels[h])):
+                raise InvalidBundle(str(self.folder), f"head '{h}': ONNX returned shape {arr.shape}")
+        return dict(zip(HEADS, out))
+
+    def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.probabilities_tokens(self.tokenizer.batch(texts))
+
+    def _to_predictions(self, probs: dict[str, np.ndarray], n: int) -> list[Prediction]:
+        preds = []
+        for i in range(n):
+            labels, scores = {}, {}
+            for h in HEADS:
+                p = probs[h][i]
+                labels[h] = [l for l, v, t in zip(self._labels[h], p, self._th[h]) if v >= t]
+                scores[h] = {l: round(float(v), 6) for l, v in zip(self._labels[h], p)}
+            preds.append(Prediction(labels=labels, scores=scores))
+        return preds
+
+    def predict_tokens(self, token_texts: Sequence[str]) -> list[Prediction]:
+        return self._to_predictions(self.probabilities_tokens(token_texts), len(token_texts))
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.predict_tokens(self.tokenizer.batch(texts))
+
+
+def resolve_bundle_dir(model_dir: Path, model_uri: str = "", cache_dir: Path | None = None) -> Path:
+    """The bundle folder to load: ``model_dir``, or the registry model behind ``model_uri``."""
+    if not model_uri:
+        return Path(model_dir)
+    try:
+        import mlflow
+    except ImportError:
+        raise InvalidBundle(model_uri, "loading from the MLflow registry needs mlflow (pip install -e '.[train]')") from None
+    from .config import get_settings
+
+    st = get_settings()
+    mlflow.set_tracking_uri(st.tracking_uri)
+    dst = Path(cache_dir or st.var_dir / "registry-cache")
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    except Exception as exc:
+        raise InvalidBundle(model_uri, f"cannot download from the registry ({type(exc).__name__}: {str(exc)[:200]})") from None
+    found = sorted(p.parent for p in local.rglob("manifest.json"))
+    if not found:
+        raise InvalidBundle(model_uri, "the registered model holds no bundle (manifest.json)")
+    return found[0]
+
+
+def load_tagger(model_dir: Path | None = None, model_uri: str | None = None) -> Tagger:
+    from .config import get_settings
+
+    st = get_settings()
+    folder = resolve_bundle_dir(model_dir or st.model_dir, st.model_uri if model_uri is None else model_uri)
+    return Tagger(folder)

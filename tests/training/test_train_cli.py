@@ -1,0 +1,67 @@
+"""`tagger-train train` end to end on a small slice of the real labels: real MLflow
+sqlite store, registry, champion alias, exported bundle that the runtime loads."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tagger.model import Tagger
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _slice(tmp_path, n_docs: int) -> str:
+    recs = [json.loads(l) for l in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines()]
+    docs = sorted({r["doc"] for r in recs})[:n_docs]
+    p = tmp_path / f"slice{n_docs}.jsonl"
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs if r["doc"] in docs), encoding="utf-8")
+    return str(p)
+
+
+def _train(tmp_path, labels, out, *extra):
+    env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", "train", "--labels", labels, "--out", str(out), "--splits", "3", "--candidates", "logreg,lgbm", *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
+def test_train_registers_champion_and_exports_bundle(tmp_path):
+    import mlflow
+
+    out = tmp_path / "bundle"
+    r = _train(tmp_path, _slice(tmp_path, 40), out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| head | chosen |" in r.stdout and "keyword rules" in r.stdout
+    tagger = Tagger(out)
+    manifest = tagger.manifest.raw
+    assert manifest["cv"]["grouped_by"] == "document"
+    run_id = manifest["mlflow"]["run_id"]
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'var' / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    champ = client.get_model_version_by_alias("policy-tagger", "champion")
+    assert champ.run_id == run_id
+    run = client.get_run(run_id)
+    assert run.data.params["data_hash"] == manifest["training_data"]["sha256"]
+    assert "topic.logreg.macro_f1" in run.data.metrics and "cv_score" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"cv_report.json", "plots/pr_curves_measure.png", "plots/confusion_industry.png"} <= arts
+
+    # Same data again: not worse, so the alias moves; the per-label diff is reported.
+    r2 = _train(tmp_path, _slice(tmp_path, 40), tmp_path / "bundle2")
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "F1 change per label against the previous champion" in r2.stdout
+    assert client.get_model_version_by_alias("policy-tagger", "champion").version == "2"
+
+    # The registry bundle loads through TAGGER_MODEL_URI.
+    env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var"), "TAGGER_MODEL_URI": "models:/policy-tagger@champion"}
+    r3 = subprocess.run([sys.executable, "-m", "tagger.cli", "tag", str(ROOT / "labels/documents/extra/x001.txt")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r3.returncode == 0, r3.stderr[-2000:]
+    assert json.loads(r3.stdout.splitlines()[0])["model"] == Tagger(tmp_path / "bundle2").version

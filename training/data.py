@@ -1,0 +1,67 @@
+"""Labeled clauses -> arrays for training: texts, groups (documents), label matrices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger.jsonio import read_jsonl
+from tagger.taxonomy import HEADS, Taxonomy
+
+__all__ = ["Dataset", "load_dataset", "data_hash"]
+
+
+@dataclass
+class Dataset:
+    ids: list[str]
+    docs: list[str]
+    texts: list[str]
+    Y: dict[str, np.ndarray]  # head -> (n, n_labels) 0/1
+    taxonomy: Taxonomy
+    hash: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx) -> "Dataset":
+        idx = list(idx)
+        return Dataset(
+            ids=[self.ids[i] for i in idx],
+            docs=[self.docs[i] for i in idx],
+            texts=[self.texts[i] for i in idx],
+            Y={h: y[idx] for h, y in self.Y.items()},
+            taxonomy=self.taxonomy,
+            hash=self.hash,
+        )
+
+
+def data_hash(records: list[dict]) -> str:
+    """Hash of what the model learns from: id, text and the three label lists."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r["id"]):
+        h.update(json.dumps([r["id"], r["text"], *[sorted(r.get(k) or []) for k in HEADS]], ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def load_dataset(path: Path, taxonomy: Taxonomy) -> Dataset:
+    records = [r for r in read_jsonl(path) if all(isinstance(r.get(h), list) for h in HEADS)]
+    Y = {}
+    for head in HEADS:
+        index = {l: j for j, l in enumerate(taxonomy.labels[head])}
+        y = np.zeros((len(records), len(index)), dtype=np.int8)
+        for i, r in enumerate(records):
+            for l in r[head]:
+                y[i, index[l]] = 1
+        Y[head] = y
+    return Dataset(
+        ids=[r["id"] for r in records],
+        docs=[r["doc"] for r in records],
+        texts=[r["text"] for r in records],
+        Y=Y,
+        taxonomy=taxonomy,
+        hash=data_hash(records),
+    )

@@ -1,0 +1,141 @@
+"""Convert the fitted vectoriser + per-head classifiers into ONE ONNX graph.
+
+Graph: input ``text`` (string [N, 1], jieba tokens joined by spaces) -> shared TF-IDF
+features -> one probability output per head, ``<head>_probabilities`` (float [N, L]).
+Each piece is converted separately (skl2onnx / onnxmltools) and the pieces are merged
+with ``onnx.compose`` so the text is vectorised once for all heads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import compose
+
+__all__ = ["to_onnx", "TARGET_OPSET", "INPUT_NAME", "output_name"]
+
+TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
+INPUT_NAME = "text"
+FEATURES = "features"
+
+
+def output_name(head: str) -> str:
+    return f"{head}_probabilities"
+
+
+_registered = False
+
+
+def _register_lightgbm() -> None:
+    global _registered
+    if _registered:
+        return
+    from lightgbm import LGBMClassifier
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    update_registered_converter(
+        LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        convert_lightgbm,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    _registered = True
+
+
+def _vectorizer_onnx(vec) -> onnx.ModelProto:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+
+    from .models import TOKEN_PATTERN
+
+    # Options keyed by object, not type: by type they would also hit the char vectoriser.
+    word = dict(vec.transformer_list)["word"]
+    options = {id(word): {"tokenexp": TOKEN_PATTERN}}
+    model = convert_sklearn(
+        vec, "vectorizer", initial_types=[(INPUT_NAME, StringTensorType([None, 1]))], options=options, target_opset=TARGET_OPSET
+    )
+    # Rename the single output to a stable name the heads connect to.
+    old = model.graph.output[0].name
+    return _rename_output(model, old, FEATURES)
+
+
+def _rename_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
+    for node in model.graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+    for out in model.graph.output:
+        if out.name == old:
+            out.name = new
+    return model
+
+
+def _rename_edge(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
+    for node in model.graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+    for inp in model.graph.input:
+        if inp.name == old:
+            inp.name = new
+    return model
+
+
+def _head_onnx(clf, head: str, n_features: int) -> onnx.ModelProto:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    _register_lightgbm()
+    opts = {id(clf): {"zipmap": False}}
+    model = convert_sklearn(
+        clf, f"head_{head}", initial_types=[(FEATURES, FloatTensorType([None, n_features]))], options=opts, target_opset=TARGET_OPSET
+    )
+    prob = [o.name for o in model.graph.output if "prob" in o.name.lower()]
+    if len(prob) != 1:
+        raise RuntimeError(f"cannot find the probability output of head {head}: {[o.name for o in model.graph.output]}")
+    # Keep only the probabilities: the label output is recomputed with tuned thresholds.
+    model = _rename_output(model, prob[0], output_name(head))
+    keep = [o for o in model.graph.output if o.name == output_name(head)]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    model = onnx.utils.Extractor(model).extract_model([FEATURES], [output_name(head)])
+    # Prefix internal names so heads do not collide, then restore the two interface names.
+    model = compose.add_prefix(model, prefix=f"{head}_")
+    model = _rename_edge(model, f"{head}_{FEATURES}", FEATURES)
+    return _rename_output(model, f"{head}_{output_name(head)}", output_name(head))
+
+
+def to_onnx(vec, heads: dict, n_features: int) -> onnx.ModelProto:
+    """``heads``: head -> fitted OneVsRest classifier (features -> probabilities)."""
+    merged = _vectorizer_onnx(vec)
+    for head, clf in heads.items():
+        part = _head_onnx(clf, head, n_features)
+        merged = _align_opsets(merged, part)
+        keep = [o.name for o in merged.graph.output] + [output_name(head)]
+        merged = compose.merge_models(merged, part, io_map=[(FEATURES, FEATURES)], outputs=keep)
+    # The features themselves are an internal tensor, not an output.
+    outs = [o for o in merged.graph.output if o.name != FEATURES]
+    del merged.graph.output[:]
+    merged.graph.output.extend(outs)
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def _align_opsets(a: onnx.ModelProto, b: onnx.ModelProto) -> onnx.ModelProto:
+    """merge_models needs equal IR versions and opset imports on both sides."""
+    ops = {}
+    for m in (a, b):
+        for imp in m.opset_import:
+            ops[imp.domain] = max(ops.get(imp.domain, 0), imp.version)
+    for m in (a, b):
+        del m.opset_import[:]
+        m.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(ops.items()))
+        m.ir_version = max(a.ir_version, b.ir_version)
+    return a
+
+
+def onnx_probabilities(model_bytes: bytes, texts: list[str], heads) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    out = sess.run([output_name(h) for h in heads], {INPUT_NAME: np.array(texts, dtype=object).reshape(-1, 1)})
+    return dict(zip(heads, out))
