@@ -160,19 +160,27 @@ def cmd_tag(args: argparse.Namespace) -> int:
     tagger = load_tagger(Path(args.model) if args.model else None)
     errors: list[str] = []
     failed_files = 0
+    reported = 0
     writer = ResumableWriter(Path(args.output)) if args.output and args.output != "-" else None
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
+
+    def report_errors() -> None:
+        nonlocal reported
+        while errors:
+            _err(errors.pop(0))
+            reported += 1
 
     def clauses():
         nonlocal failed_files
         for path in iter_files(args.paths):
             try:
-                yield from iter_input_clauses(path, errors)
+                for clause in iter_input_clauses(path, errors):
+                    report_errors()
+                    yield clause
             except TaggerError as exc:
                 errors.append(str(exc))
                 failed_files += 1
-            while errors:
-                _err(errors.pop(0))
+            report_errors()
 
     def pending():
         for c in clauses():
@@ -195,11 +203,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
         raise
     finally:
         progress.close()
-    while errors:
-        _err(errors.pop(0))
+    report_errors()
     if not args.quiet and writer:
         print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {tagger.version}", file=sys.stderr)
-    return EXIT_FAILED if failed_files or errors else EXIT_OK
+    return EXIT_FAILED if failed_files or reported else EXIT_OK
 
 
 def _add_tag(sub) -> None:
@@ -236,8 +243,46 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .config import get_settings
+    from .corpus import iter_files
+    from .ingest import load_documents
+    from .model import load_tagger
+    from .store import Store, ingest_documents
+
+    st = get_settings()
+    store = Store(args.database_url or st.db_url)
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    failed = 0
+    totals: dict[str, int] = {}
+    for path in iter_files(args.paths):
+        try:
+            docs = load_documents(path)
+        except TaggerError as exc:
+            _err(str(exc))
+            failed += 1
+            continue
+        for res in ingest_documents(store, tagger, docs):
+            totals[res.status] = totals.get(res.status, 0) + 1
+            if args.verbose:
+                print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
+    c = store.counts()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
+    print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {tagger.version})", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _add_ingest(sub) -> None:
+    p = sub.add_parser("ingest", help="segment, tag and store documents for analysts (idempotent)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--database-url", help="default: TAGGER_DATABASE_URL or sqlite:///var/tagger.db")
+    p.add_argument("--model", help="bundle folder")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+
 # Subcommand registrars; later modules add theirs here.
-_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_serve, _add_labels]
+_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels]
 
 
 def build_parser() -> argparse.ArgumentParser:

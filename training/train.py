@@ -165,6 +165,7 @@ def write_bundle(result: TrainResult, dst: Path, userdict: Path = DEFAULT_USERDI
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
     try:
         (tmp / MODEL_FILE).write_bytes(result.onnx_bytes)
         shutil.copyfile(userdict, tmp / USERDICT_FILE)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
 from .metrics import Metrics
-from .routes import documents, health, tag
+from .routes import clauses, documents, health, page, tag
 
 __all__ = ["create_app"]
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app = FastAPI(title="policy-clause-tagger", version="1", lifespan=lifespan)
     app.state.settings = st
     app.state.tagger = tagger
+    app.state.store = None
     app.state.metrics = Metrics()
     app.middleware("http")(app.state.metrics.middleware)
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(tag.router)
     app.include_router(documents.router)
+    app.include_router(clauses.router)
+    app.include_router(page.router)
     app.include_router(app.state.metrics.router)
     return app
 

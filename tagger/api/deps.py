@@ -8,8 +8,9 @@ from fastapi import Depends, HTTPException, Request
 
 from ..config import Settings
 from ..model import Tagger
+from ..store import Store
 
-__all__ = ["TaggerDep", "SettingsDep"]
+__all__ = ["TaggerDep", "SettingsDep", "StoreDep"]
 
 
 def _tagger(request: Request) -> Tagger:
@@ -25,3 +26,13 @@ def _settings(request: Request) -> Settings:
 
 TaggerDep = Annotated[Tagger, Depends(_tagger)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _store(request: Request) -> Store:
+    # Opened on first use: serving without the analysts' store needs no database.
+    if getattr(request.app.state, "store", None) is None:
+        request.app.state.store = Store(request.app.state.settings.db_url)
+    return request.app.state.store
+
+
+StoreDep = Annotated[Store, Depends(_store)]

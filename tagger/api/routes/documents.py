@@ -65,8 +65,10 @@ async def _documents_from_request(request: Request, settings) -> list[Document]:
 
 
 @router.post("/documents")
-async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep) -> dict:
-    """A document (multipart ``file`` or JSON ``{"text": ...}``) -> segmented, tagged clauses."""
+async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, store: bool = False) -> dict:
+    """A document (multipart ``file`` or JSON ``{"text": ...}``) -> segmented, tagged clauses.
+
+    With ``?store=true`` the document and its tagged clauses are also stored (idempotent)."""
     docs = await _documents_from_request(request, settings)
     clauses = [{"id": c.id, "doc": c.doc, "section": c.section, "text": c.text} for d in docs for c in segment(d)]
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
@@ -74,4 +76,14 @@ async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep) 
 
     data = await run_in_threadpool(tag_clauses, tagger, clauses) if clauses else []
     request.app.state.metrics.clauses.inc(len(data))
-    return {"data": data, "count": len(data), "model": tagger.version, "documents": [d.info() for d in docs]}
+    result = {"data": data, "count": len(data), "model": tagger.version, "documents": [d.info() for d in docs]}
+    if store:
+        from ..deps import _store
+
+        st = _store(request)
+        by_doc: dict[str, list[dict]] = {}
+        for rec in data:
+            by_doc.setdefault(rec["doc"], []).append(rec)
+        stored = [await run_in_threadpool(st.ingest, d, by_doc.get(d.id, []), tagger.version) for d in docs]
+        result["stored"] = [{"doc": r.doc, "status": r.status, "clauses": r.clauses} for r in stored]
+    return result

@@ -1,0 +1,333 @@
+"""The analysts' store: documents and tagged clauses in SQL (SQLite by default,
+PostgreSQL with ``TAGGER_DATABASE_URL=postgresql://…``), through SQLAlchemy Core.
+
+Tags live twice: as JSON lists on the clause (what the API returns) and as rows of
+``clause_tags`` (head, label, score) so that any-of / all-of filters and facet counts
+are plain indexed SQL on both back ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from .facts import extract_facts
+from .ingest import Document
+from .segment import Clause
+from .taxonomy import HEADS
+
+__all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url"]
+
+metadata = MetaData()
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("title", Text, nullable=False, default=""),
+    Column("issuer", Text, nullable=False, default=""),
+    Column("region", Text, nullable=False, default=""),
+    Column("year", Integer, nullable=True, index=True),
+    Column("source", Text, nullable=False, default=""),
+    Column("url", Text, nullable=False, default=""),
+    Column("content_sha256", String(64), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("n_clauses", Integer, nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+)
+
+clauses = Table(
+    "clauses",
+    metadata,
+    Column("id", String(240), primary_key=True),
+    Column("doc", String(200), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("section", Text, nullable=False, default=""),
+    Column("text", Text, nullable=False),
+    Column("topic", JSON, nullable=False),
+    Column("measure", JSON, nullable=False),
+    Column("industry", JSON, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("amount_wan", Float, nullable=True, index=True),
+    Column("amount_per_year", Boolean, nullable=False, default=False),
+    Column("amount_text", Text, nullable=False, default=""),
+    Column("ratio_pct", Float, nullable=True),
+    Column("duration_years", Float, nullable=True),
+    Column("beneficiaries", JSON, nullable=False),
+    Column("top_score", Float, nullable=False, default=0.0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+clause_tags = Table(
+    "clause_tags",
+    metadata,
+    Column("clause_id", String(240), ForeignKey("clauses.id", ondelete="CASCADE"), primary_key=True),
+    Column("head", String(20), primary_key=True),
+    Column("label", String(40), primary_key=True),
+    Column("score", Float, nullable=False),
+    Index("ix_clause_tags_head_label", "head", "label"),
+)
+
+SORTS = {"amount": clauses.c.amount_wan, "score": clauses.c.top_score, "year": documents.c.year, "position": clauses.c.position}
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (the driver the project installs)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@dataclass
+class IngestResult:
+    doc: str
+    status: str  # inserted | unchanged | retagged | replaced
+    clauses: int
+
+
+@dataclass
+class ClauseQuery:
+    any_of: dict[str, list[str]] = field(default_factory=dict)  # head -> labels (clause has any)
+    all_of: dict[str, list[str]] = field(default_factory=dict)  # head -> labels (clause has all)
+    regions: list[str] = field(default_factory=list)  # substring match, any
+    year_from: int | None = None
+    year_to: int | None = None
+    docs: list[str] = field(default_factory=list)
+    min_score: float | None = None
+    min_amount: float | None = None
+    text: str | None = None
+    sort: str = "amount"
+    order: str = "desc"
+    limit: int = 50
+    offset: int = 0
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False}
+            path = url.split("sqlite:///", 1)[-1]
+            if path and path != ":memory:":
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(engine_url(url), future=True, **kwargs)
+        if url.startswith("sqlite"):
+            from sqlalchemy import event
+
+            @event.listens_for(self.engine, "connect")
+            def _fk_on(dbapi_conn, _):  # SQLite enforces foreign keys only when asked
+                dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+        metadata.create_all(self.engine)
+
+    # ---- writing -------------------------------------------------------------------
+    def ingest(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
+        """Store one document with its tagged clauses, idempotently.
+
+        Same text and model: nothing changes. Same text, new model: tags are replaced and
+        the new model version recorded. Changed text: the document's clauses are replaced.
+        """
+        digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(documents.c.content_sha256, documents.c.model).where(documents.c.id == doc.id)).first()
+            if row is not None and row.content_sha256 == digest and row.model == model_version:
+                return IngestResult(doc.id, "unchanged", len(tagged))
+            status = "inserted" if row is None else ("retagged" if row.content_sha256 == digest else "replaced")
+            meta = {
+                "title": doc.title or "",
+                "issuer": doc.issuer or "",
+                "region": doc.region or "",
+                "year": doc.year,
+                "source": doc.source or "",
+                "url": doc.url or "",
+                "content_sha256": digest,
+                "model": model_version,
+                "n_clauses": len(tagged),
+                "ingested_at": now,
+            }
+            if row is None:
+                conn.execute(insert(documents).values(id=doc.id, **meta))
+            else:
+                conn.execute(update(documents).where(documents.c.id == doc.id).values(**meta))
+                old = select(clauses.c.id).where(clauses.c.doc == doc.id)
+                conn.execute(delete(clause_tags).where(clause_tags.c.clause_id.in_(old)))
+                conn.execute(delete(clauses).where(clauses.c.doc == doc.id))
+            if tagged:
+                conn.execute(insert(clauses), [self._clause_row(doc.id, i, rec, now) for i, rec in enumerate(tagged)])
+                tags = [
+                    {"clause_id": rec["id"], "head": h, "label": lab, "score": float(rec["scores"][h][lab])}
+                    for rec in tagged
+                    for h in HEADS
+                    for lab in rec[h]
+                ]
+                if tags:
+                    conn.execute(insert(clause_tags), tags)
+        return IngestResult(doc.id, status, len(tagged))
+
+    @staticmethod
+    def _clause_row(doc_id: str, position: int, rec: dict, now) -> dict:
+        f = extract_facts(rec["text"])
+        top = max((rec["scores"][h][l] for h in HEADS for l in rec[h]), default=0.0)
+        return {
+            "id": rec["id"],
+            "doc": doc_id,
+            "position": position,
+            "section": rec.get("section", ""),
+            "text": rec["text"],
+            **{h: list(rec[h]) for h in HEADS},
+            "scores": rec["scores"],
+            "model": rec["model"],
+            "amount_wan": f.amount_wan,
+            "amount_per_year": f.amount_per_year,
+            "amount_text": f.amount_text,
+            "ratio_pct": f.ratio_pct,
+            "duration_years": f.duration_years,
+            "beneficiaries": f.beneficiaries,
+            "top_score": float(top),
+            "updated_at": now,
+        }
+
+    # ---- reading -------------------------------------------------------------------
+    def _where(self, q: ClauseQuery):
+        conds = []
+        score_ok = (lambda: clause_tags.c.score >= q.min_score) if q.min_score is not None else None
+        for head, labels in q.any_of.items():
+            if labels:
+                c = [clause_tags.c.clause_id == clauses.c.id, clause_tags.c.head == head, clause_tags.c.label.in_(labels)]
+                if score_ok:
+                    c.append(score_ok())
+                conds.append(exists().where(and_(*c)))
+        for head, labels in q.all_of.items():
+            for lab in labels:
+                c = [clause_tags.c.clause_id == clauses.c.id, clause_tags.c.head == head, clause_tags.c.label == lab]
+                if score_ok:
+                    c.append(score_ok())
+                conds.append(exists().where(and_(*c)))
+        if q.min_score is not None and not any(q.any_of.values()) and not any(q.all_of.values()):
+            conds.append(clauses.c.top_score >= q.min_score)
+        if q.regions:
+            conds.append(or_(*[documents.c.region.contains(r, autoescape=True) for r in q.regions]))
+        if q.year_from is not None:
+            conds.append(documents.c.year >= q.year_from)
+        if q.year_to is not None:
+            conds.append(documents.c.year <= q.year_to)
+        if q.docs:
+            conds.append(clauses.c.doc.in_(q.docs))
+        if q.min_amount is not None:
+            conds.append(clauses.c.amount_wan >= q.min_amount)
+        if q.text:
+            conds.append(clauses.c.text.contains(q.text, autoescape=True))
+        return and_(*conds) if conds else None
+
+    def _base(self, cols, q: ClauseQuery):
+        stmt = select(*cols).select_from(clauses.join(documents, clauses.c.doc == documents.c.id))
+        where = self._where(q)
+        return stmt.where(where) if where is not None else stmt
+
+    _COLS = [
+        clauses,
+        documents.c.title.label("doc_title"),
+        documents.c.region,
+        documents.c.year,
+        documents.c.issuer,
+    ]
+
+    def query(self, q: ClauseQuery) -> tuple[list[dict], int, dict[str, dict[str, int]]]:
+        """(rows of the page, total matching, facets over all matching)."""
+        with self.engine.connect() as conn:
+            total = conn.execute(self._base([func.count()], q)).scalar_one()
+            rows = [self._row(r) for r in conn.execute(self._page(q))]
+            facets = self._facets(conn, q)
+        return rows, total, facets
+
+    def _page(self, q: ClauseQuery, limit: int | None = None):
+        col = SORTS.get(q.sort, clauses.c.amount_wan)
+        key = col.desc() if q.order == "desc" else col.asc()
+        # NULL amounts/years last whatever the direction; ties broken by document order.
+        stmt = self._base(self._COLS, q).order_by(col.is_(None), key, clauses.c.doc, clauses.c.position)
+        return stmt.limit(limit if limit is not None else q.limit).offset(q.offset if limit is None else 0)
+
+    def iter_all(self, q: ClauseQuery, cap: int = 200_000) -> Iterator[dict]:
+        with self.engine.connect() as conn:
+            for r in conn.execute(self._page(q, limit=cap)):
+                yield self._row(r)
+
+    def _facets(self, conn, q: ClauseQuery) -> dict[str, dict[str, int]]:
+        ids = self._base([clauses.c.id], q).subquery()
+        stmt = (
+            select(clause_tags.c.head, clause_tags.c.label, func.count())
+            .where(clause_tags.c.clause_id.in_(select(ids.c.id)))
+            .group_by(clause_tags.c.head, clause_tags.c.label)
+        )
+        out: dict[str, dict[str, int]] = {h: {} for h in HEADS}
+        for head, label, n in conn.execute(stmt):
+            out.setdefault(head, {})[label] = int(n)
+        return out
+
+    @staticmethod
+    def _row(r) -> dict:
+        m = dict(r._mapping)
+        for k in ("updated_at",):
+            if m.get(k) is not None:
+                m[k] = m[k].isoformat()
+        return m
+
+    def documents(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(documents).order_by(documents.c.id))]
+
+    def counts(self) -> dict:
+        with self.engine.connect() as conn:
+            return {
+                "documents": conn.execute(select(func.count()).select_from(documents)).scalar_one(),
+                "clauses": conn.execute(select(func.count()).select_from(clauses)).scalar_one(),
+            }
+
+
+def ingest_documents(store: Store, tagger, docs: Iterable[Document]) -> list[IngestResult]:
+    """Segment, tag and store documents (used by the CLI and the API)."""
+    from .segment import segment
+    from .tagging import tag_clauses
+
+    results = []
+    for doc in docs:
+        cl: list[Clause] = segment(doc)
+        recs = [{"id": c.id, "doc": c.doc, "section": c.section, "text": c.text} for c in cl]
+        tagged = tag_clauses(tagger, recs) if recs else []
+        results.append(store.ingest(doc, tagged, tagger.version))
+    return results
+
+
+__all__ += ["ingest_documents"]
