@@ -114,7 +114,7 @@ def cmd_labels_stats(args: argparse.Namespace) -> int:
 
 
 def _add_labels(sub) -> None:
-    p = sub.add_parser("labels", help="labeled clauses: validate, stats")
+    p = sub.add_parser("labels", help="labeled clauses: validate, stats, Label Studio export/import")
     lsub = p.add_subparsers(dest="labels_command", required=True)
     v = lsub.add_parser("validate", help="check labels/clauses.jsonl against taxonomy and segmentation")
     v.add_argument("--file", help="labels file (default: labels/clauses.jsonl)")
@@ -125,6 +125,9 @@ def _add_labels(sub) -> None:
     s.add_argument("--file")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_labels_stats)
+    from .cli_review import add_labels_io
+
+    add_labels_io(lsub)
 
 
 class _Progress:
@@ -214,10 +217,20 @@ def cmd_tag(args: argparse.Namespace) -> int:
             for batch in batches:
                 yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
             return
-        # Tokenising is pure Python: worker processes tag batches in parallel, imap keeps
-        # the input order, and at most a few batches are in flight (constant memory).
+        # Tokenising is pure Python: worker processes tag batches in parallel. The main
+        # process reads the input itself (so input errors surface here, not in a pool
+        # thread), keeps at most 2 batches per worker in flight (constant memory) and
+        # yields results in input order.
+        from collections import deque
+
         with mp.get_context("fork").Pool(args.workers, initializer=_worker_init, initargs=(args.model,)) as pool:
-            yield from pool.imap(_worker_tag, batches, chunksize=1)
+            inflight: deque = deque()
+            for batch in batches:
+                inflight.append(pool.apply_async(_worker_tag, (batch,)))
+                if len(inflight) >= 2 * args.workers:
+                    yield inflight.popleft().get()
+            while inflight:
+                yield inflight.popleft().get()
 
     try:
         for lines in tagged_batches():
@@ -323,7 +336,13 @@ def _add_ingest(sub) -> None:
 
 
 # Subcommand registrars; later modules add theirs here.
-_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels]
+def _add_review(sub) -> None:
+    from .cli_review import add_review
+
+    add_review(sub)
+
+
+_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels, _add_review]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,3 +81,15 @@ def test_unreadable_file_reported_others_tagged(tmp_path):
     assert r.returncode == 1
     assert "bad.pdf" in r.stderr
     assert len(r.stdout.splitlines()) > 30
+
+
+def test_parallel_workers_keep_order_and_results(tmp_path):
+    src = tmp_path / "in.jsonl"
+    texts = ["支持工业机器人研发。", "对新引进的企业给予房租补贴。", "落实研发费用加计扣除政策。", "建设人工智能算力中心。"]
+    src.write_text("".join(json.dumps({"id": f"c{i}", "text": texts[i % 4]}, ensure_ascii=False) + "\n" for i in range(300)), encoding="utf-8")
+    one, two = tmp_path / "w1.jsonl", tmp_path / "w2.jsonl"
+    assert run_cli("tag", str(src), "-o", str(one), "--workers", "1", "--batch-size", "16").returncode == 0
+    assert run_cli("tag", str(src), "-o", str(two), "--workers", "2", "--batch-size", "16").returncode == 0
+    a, b = _read(one), _read(two)
+    assert [r["id"] for r in a] == [f"c{i}" for i in range(300)] == [r["id"] for r in b]
+    assert [(r["topic"], r["measure"], r["industry"]) for r in a] == [(r["topic"], r["measure"], r["industry"]) for r in b]

@@ -51,6 +51,9 @@ def cmd_train(args) -> int:
         info = log_training(result, st, writer, Path(plots), log=lambda m: print(m, file=sys.stderr))
     result.manifest["mlflow"].update(registered_model="policy-tagger", registered_version=info["version"], champion=info["champion"])
     write_bundle(result, bundles / info["run_id"])
+    from .evaluate import oof_document
+
+    _write_oof(oof_document(result.dataset, result.cv), st.var_dir / "oof" / "latest.json")
     if info["diff"]:
         print("\nF1 change per label against the previous champion (v%s):" % info["previous_champion"])
         for h, d in info["diff"].items():
@@ -62,6 +65,29 @@ def cmd_train(args) -> int:
     else:
         print(f"bundle kept in {bundles / info['run_id']} (not champion; {out} unchanged)", file=sys.stderr)
     print(f"training run {info['run_id']} done in {time.time() - t0:.0f}s", file=sys.stderr)
+    return 0
+
+
+def _write_oof(doc: dict, path: Path) -> None:
+    from tagger.jsonio import atomic_writer
+
+    with atomic_writer(path) as fh:
+        json.dump(doc, fh, ensure_ascii=False)
+    print(f"out-of-fold probabilities written to {path}", file=sys.stderr)
+
+
+def cmd_oof(args) -> int:
+    """Grouped-CV out-of-fold probabilities for the current labels (confident learning input)."""
+    from tagger.features import Tokenizer
+
+    from .data import load_dataset
+    from .evaluate import cross_validate, oof_document
+
+    cfg = _cfg(args)
+    ds = load_dataset(cfg.labels_file, cfg.taxonomy)
+    ds.texts = Tokenizer(cfg.userdict, engine="jieba").batch(ds.texts)
+    res = cross_validate(ds, cfg.features, kinds=cfg.candidates, n_splits=cfg.n_splits, seed=cfg.seed, log=lambda m: print(m, file=sys.stderr))
+    _write_oof(oof_document(ds, res), Path(args.out or get_settings().var_dir / "oof" / "latest.json"))
     return 0
 
 
@@ -107,7 +133,11 @@ def cmd_export(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tagger-train", description="Train, evaluate and export the policy clause tagger.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, fn, hlp in (("train", cmd_train, "grouped CV, final fit, ONNX bundle, MLflow run + registry"), ("evaluate", cmd_evaluate, "grouped-CV report only")):
+    for name, fn, hlp in (
+        ("train", cmd_train, "grouped CV, final fit, ONNX bundle, MLflow run + registry"),
+        ("evaluate", cmd_evaluate, "grouped-CV report only"),
+        ("oof", cmd_oof, "out-of-fold probabilities for 'tagger review suspects'"),
+    ):
         s = sub.add_parser(name, help=hlp)
         s.add_argument("--labels", help="labeled clauses (default: labels/clauses.jsonl)")
         s.add_argument("--seed", type=int, default=0)
@@ -119,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             s.add_argument("--out", help="bundle folder to export a champion to (default: models/policy-tagger)")
             s.add_argument("--force-export", action="store_true", help="export even if the run does not become champion")
+        elif name == "oof":
+            s.add_argument("-o", "--out", help="default: var/oof/latest.json")
         else:
             s.add_argument("--json", help="also write the report as JSON")
     e = sub.add_parser("export", help="copy a registered bundle into a folder")

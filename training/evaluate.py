@@ -153,3 +153,21 @@ def keyword_baseline(ds: Dataset, folds) -> dict[str, dict]:
     return {
         h: scores(ds.Y[h][covered], keyword_predict(texts, rules, h, ds.taxonomy.labels[h]), ds.taxonomy.labels[h]) for h in HEADS
     }
+
+
+OOF_FORMAT = "policy-tagger-oof/1"
+
+
+def oof_document(ds: Dataset, res: CVResult, kinds: dict[str, str] | None = None) -> dict:
+    """Out-of-fold probabilities per clause, for ``tagger review suspects``."""
+    kinds = kinds or res.chosen
+    return {
+        "format": OOF_FORMAT,
+        "data_hash": ds.hash,
+        "heads": {
+            h: {"labels": list(ds.taxonomy.labels[h]), "thresholds": [float(t) for t in res.thresholds[kinds[h]][h]], "model": kinds[h]}
+            for h in HEADS
+        },
+        "ids": list(ds.ids),
+        "probs": {h: np.round(res.oof[kinds[h]][h], 5).tolist() for h in HEADS},
+    }
