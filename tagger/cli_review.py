@@ -118,6 +118,23 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     Y = {h: np.array([[1 if l in (records[i].get(h) or []) else 0 for l in labels[h]] for i in ids]) for h in HEADS}
     P = {h: np.asarray(oof["probs"][h])[sel] for h in HEADS}
     th = {h: np.asarray(oof["heads"][h]["thresholds"]) for h in HEADS}
+    all_labels, all_P, all_th = labels, P, th
+    if args.head or args.label:
+        # Review one head or a few labels at a time: within one label the queue is far
+        # sharper than across all 32 (see the closing note of the annotator issue).
+        keep: dict[str, list[int]] = {}
+        for spec in args.label or []:
+            head, _, lab = spec.partition(":")
+            if head not in labels or lab not in labels[head]:
+                _err(f"--label {spec}: expected head:label with ids from the taxonomy")
+                return 1
+            keep.setdefault(head, []).append(labels[head].index(lab))
+        if args.head:
+            keep.setdefault(args.head, list(range(len(labels[args.head]))))
+        Y = {h: Y[h][:, cols] for h, cols in keep.items()}
+        P = {h: P[h][:, cols] for h, cols in keep.items()}
+        th = {h: th[h][cols] for h, cols in keep.items()}
+        labels = {h: [labels[h][c] for c in cols] for h, cols in keep.items()}
     suspects = find_label_issues(Y, P, labels, th)
     out = []
     for rank, s in enumerate(suspects[: args.n], 1):
@@ -133,8 +150,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
                 "score": round(s.score, 4),
                 "issues": s.issues,
                 "current": {h: rec.get(h) or [] for h in HEADS},
-                "proposed": {h: [l for l, p, t in zip(labels[h], P[h][k], th[h]) if p >= t] for h in HEADS},
-                "probabilities": {h: {l: round(float(p), 4) for l, p in zip(labels[h], P[h][k])} for h in HEADS},
+                "proposed": {h: [l for l, p, t in zip(all_labels[h], all_P[h][k], all_th[h]) if p >= t] for h in HEADS},
+                "probabilities": {h: {l: round(float(p), 4) for l, p in zip(all_labels[h], all_P[h][k])} for h in HEADS},
                 "source": rec.get("source", ""),
             }
         )
@@ -169,6 +186,8 @@ def add_review(sub) -> None:
     s.add_argument("--labels", help="default: labels/clauses.jsonl")
     s.add_argument("--oof", help="out-of-fold file from 'tagger-train oof' (default: var/oof/latest.json)")
     s.add_argument("--n", type=int, default=200)
+    s.add_argument("--head", choices=HEADS, help="only issues of this head")
+    s.add_argument("--label", action="append", metavar="HEAD:LABEL", help="only issues of this label (repeatable), e.g. measure:rent_subsidy")
     s.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
     s.add_argument("-o", "--output")
     s.set_defaults(func=cmd_suspects)

@@ -132,3 +132,17 @@ def test_not_json_or_not_a_list(tmp_path, labels):
     assert "not valid JSON" in run_cli("labels", "import", str(f), "--labels", str(labels)).stderr
     f.write_text('{"tasks": []}', encoding="utf-8")
     assert "expected a JSON list of tasks" in run_cli("labels", "import", str(f), "--labels", str(labels)).stderr
+
+
+def test_real_label_studio_export(tmp_path):
+    """An export written by Label Studio 1.23.2 itself (see tests/fixtures/label_studio/README.md)."""
+    fx = ROOT / "tests" / "fixtures" / "label_studio"
+    labels = tmp_path / "clauses.jsonl"
+    labels.write_bytes((fx / "clauses.jsonl").read_bytes())
+    r = run_cli("labels", "import", str(fx / "export.json"), "--labels", str(labels))
+    assert r.returncode == 0, r.stderr
+    assert "updated 2, unchanged 1, conflicts 0, tasks without annotation 1" in r.stderr
+    after = [json.loads(l) for l in labels.read_text(encoding="utf-8").splitlines()]
+    assert after[1]["measure"] == ["grant", "rent_subsidy"] and after[1]["topic"] == ["finance"]
+    assert after[2]["industry"] == ["chips"] and after[2]["source"] == "annotator:label-studio:user-1"
+    assert len(after) == 12

@@ -57,7 +57,11 @@ def test_uncertain_cli_ranks_unlabeled_clauses(tmp_path):
 
 @pytest.mark.slow
 def test_suspects_find_flipped_labels(tmp_path):
-    """Flip 2% of the clauses' `grant` label; the flipped records should top the queue."""
+    """Flip 2% of the clauses' `grant` label; the flipped records should top that label's queue.
+
+    Measured: 89% of the flipped records in the top 2 x flips (65% in the top 1 x flips)
+    with linear out-of-fold probabilities; across all 32 labels at once they are diluted
+    among the model's other disagreements (24% in the same window)."""
     recs = [json.loads(l) for l in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines()]
     rng = np.random.default_rng(7)
     flip = set(rng.choice(len(recs), size=round(0.02 * len(recs)), replace=False).tolist())
@@ -76,13 +80,13 @@ def test_suspects_find_flipped_labels(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "suspects.jsonl"
-    r = run_cli("review", "suspects", "--labels", str(labels), "--oof", str(oof), "--n", "300", "-o", str(out))
+    r = run_cli("review", "suspects", "--labels", str(labels), "--oof", str(oof), "--label", "measure:grant", "--n", "300", "-o", str(out))
     assert r.returncode == 0, r.stderr
     ranked = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
     k = 2 * len(flipped_ids)
     top = {x["id"] for x in ranked[:k]}
     found = len(top & flipped_ids) / len(flipped_ids)
     print(f"flipped {len(flipped_ids)}; found {found:.0%} of them in the top {k} suspects")
-    assert found >= 0.6
+    assert found >= 0.75
     first = next(x for x in ranked if x["id"] in flipped_ids)
     assert any(i["label"] == "grant" for i in first["issues"]) and "proposed" in first and "probabilities" in first
