@@ -58,7 +58,23 @@ def test_train_registers_champion_and_exports_bundle(tmp_path):
     r2 = _train(tmp_path, _slice(tmp_path, 40), tmp_path / "bundle2")
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "F1 change per label against the previous champion" in r2.stdout
-    assert client.get_model_version_by_alias("policy-tagger", "champion").version == "2"
+    assert str(client.get_model_version_by_alias("policy-tagger", "champion").version) == "2"
+
+    # Labels made worse (measure labels shuffled across clauses): not champion, bundle untouched.
+    recs = [json.loads(l) for l in open(_slice(tmp_path, 40), encoding="utf-8")]
+    import random
+
+    measures = [r["measure"] for r in recs]
+    random.Random(0).shuffle(measures)
+    for r, m in zip(recs, measures):
+        r["measure"] = m
+    worse = tmp_path / "worse.jsonl"
+    worse.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    r4 = _train(tmp_path, str(worse), tmp_path / "bundle3")
+    assert r4.returncode == 0, r4.stderr[-3000:]
+    assert "not champion" in r4.stderr and not (tmp_path / "bundle3").exists()
+    assert str(client.get_model_version_by_alias("policy-tagger", "champion").version) == "2"
+    assert "measure" in r4.stdout and "F1 change per label against the previous champion (v2)" in r4.stdout
 
     # The registry bundle loads through TAGGER_MODEL_URI.
     env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var"), "TAGGER_MODEL_URI": "models:/policy-tagger@champion"}
