@@ -22,6 +22,27 @@ def _err(msg: str) -> None:
     print(f"tagger: {msg}", file=sys.stderr)
 
 
+class _Documents:
+    """Documents from paths, in order; an unreadable file is reported on stderr and counted."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.failed = 0
+
+    def __iter__(self):
+        from .corpus import iter_files
+        from .ingest import load_documents
+
+        for path in iter_files(self.paths):
+            try:
+                docs = load_documents(path)
+            except TaggerError as exc:
+                _err(str(exc))
+                self.failed += 1
+                continue
+            yield from docs
+
+
 def _open_output(out: str | None):
     from .jsonio import atomic_writer
 
@@ -33,29 +54,20 @@ def _open_output(out: str | None):
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .corpus import iter_files
-    from .ingest import load_documents
     from .jsonio import dumps
     from .segment import segment
 
-    failed = 0
+    docs = _Documents(args.paths)
     n_docs = n_clauses = 0
     with _open_output(args.output) as out:
-        for path in iter_files(args.paths):
-            try:
-                docs = load_documents(path)
-            except TaggerError as exc:
-                _err(str(exc))
-                failed += 1
-                continue
-            for doc in docs:
-                n_docs += 1
-                for clause in segment(doc):
-                    out.write(dumps(clause.to_dict()) + "\n")
-                    n_clauses += 1
+        for doc in docs:
+            n_docs += 1
+            for clause in segment(doc):
+                out.write(dumps(clause.to_dict()) + "\n")
+                n_clauses += 1
     if not args.quiet:
-        print(f"segmented {n_docs} documents into {n_clauses} clauses" + (f"; {failed} files failed" if failed else ""), file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+        print(f"segmented {n_docs} documents into {n_clauses} clauses" + (f"; {docs.failed} files failed" if docs.failed else ""), file=sys.stderr)
+    return EXIT_FAILED if docs.failed else EXIT_OK
 
 
 def _add_segment(sub) -> None:
@@ -299,31 +311,22 @@ def _add_serve(sub) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from .config import get_settings
-    from .corpus import iter_files
-    from .ingest import load_documents
     from .model import load_tagger
     from .store import Store, ingest_documents
 
     st = get_settings()
     store = Store(args.database_url or st.db_url)
     tagger = load_tagger(Path(args.model) if args.model else None)
-    failed = 0
+    docs = _Documents(args.paths)
     totals: dict[str, int] = {}
-    for path in iter_files(args.paths):
-        try:
-            docs = load_documents(path)
-        except TaggerError as exc:
-            _err(str(exc))
-            failed += 1
-            continue
-        for res in ingest_documents(store, tagger, docs):
-            totals[res.status] = totals.get(res.status, 0) + 1
-            if args.verbose:
-                print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
+    for res in ingest_documents(store, tagger, docs):
+        totals[res.status] = totals.get(res.status, 0) + 1
+        if args.verbose:
+            print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
     c = store.counts()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
     print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {tagger.version})", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if docs.failed else EXIT_OK
 
 
 def _add_ingest(sub) -> None:
