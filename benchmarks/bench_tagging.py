@@ -103,12 +103,11 @@ def _rss_kb(pid: int, key: str = "VmHWM") -> int:
     return 0
 
 
-def bench_api(texts: list[str], n_requests: int, concurrency: int, workers: int) -> None:
+def bench_api(texts: list[str], n_requests: int, concurrency: int) -> None:
     import httpx
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port), "--workers", str(workers)], cwd=ROOT)
-    print(f"-- server with {workers} worker process(es)")
+    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -174,9 +173,8 @@ def main() -> None:
     bench_inprocess(texts)
     bench_cli()
     bench_cli_large(texts)
-    for workers in (1, 2):
-        for conc in (1, args.concurrency):
-            bench_api(texts, args.requests, conc, workers)
+    for conc in (1, args.concurrency):
+        bench_api(texts, args.requests, conc)
 
 
 if __name__ == "__main__":

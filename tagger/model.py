@@ -47,6 +47,8 @@ class Tagger:
         n = threads if threads is not None else int(os.environ.get("TAGGER_ONNX_THREADS", "0"))
         if n:
             opts.intra_op_num_threads = n
+        if n == 1:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own private exception types
