@@ -168,13 +168,13 @@ class _Progress:
 _WORKER_TAGGER = None
 
 
-def _worker_init(model: str | None) -> None:
+def _worker_init(folder: str) -> None:
     global _WORKER_TAGGER
-    from .model import Tagger, load_tagger
+    from .model import Tagger
 
-    # One ONNX thread per worker process: the processes are the parallelism.
-    base = load_tagger(Path(model) if model else None)
-    _WORKER_TAGGER = Tagger(base.folder, threads=1)
+    # The bundle folder the main process already resolved and checked. One ONNX thread
+    # per worker process: the processes are the parallelism.
+    _WORKER_TAGGER = Tagger(Path(folder), threads=1)
 
 
 def _worker_tag(batch: list[dict]) -> list[str]:
@@ -186,6 +186,7 @@ def _worker_tag(batch: list[dict]) -> list[str]:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     import multiprocessing as mp
+    import os
 
     from .corpus import iter_files
     from .jsonio import dumps
@@ -199,6 +200,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     reported = 0
     writer = ResumableWriter(Path(args.output)) if args.output and args.output != "-" else None
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    workers = args.workers or min(4, os.cpu_count() or 1)
 
     def report_errors() -> None:
         nonlocal reported
@@ -225,7 +227,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     def tagged_batches():
         batches = batched(pending(), args.batch_size)
-        if args.workers <= 1:
+        if workers <= 1:
             for batch in batches:
                 yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
             return
@@ -235,11 +237,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
         # yields results in input order.
         from collections import deque
 
-        with mp.get_context("fork").Pool(args.workers, initializer=_worker_init, initargs=(args.model,)) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(str(tagger.folder),)) as pool:
             inflight: deque = deque()
             for batch in batches:
                 inflight.append(pool.apply_async(_worker_tag, (batch,)))
-                if len(inflight) >= 2 * args.workers:
+                if len(inflight) >= 2 * workers:
                     yield inflight.popleft().get()
             while inflight:
                 yield inflight.popleft().get()
@@ -351,10 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "tag" and args.workers == 0:
-        import os
-
-        args.workers = min(4, os.cpu_count() or 1)
     try:
         return args.func(args)
     except TaggerError as exc:

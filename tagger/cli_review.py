@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidInput
-from .jsonio import atomic_writer, dumps, read_jsonl
+from .jsonio import atomic_writer, dumps, read_jsonl, write_jsonl
 from .taxonomy import HEADS
 
 __all__ = ["add_review", "add_labels_io"]
@@ -37,13 +37,11 @@ def _write_records(records: list[dict], out: str | None, fmt: str, tagger=None, 
         else:
             print(payload)
         return
-    lines = "".join(dumps(r) + "\n" for r in records)
     if out:
-        with atomic_writer(Path(out)) as fh:
-            fh.write(lines)
+        write_jsonl(Path(out), records)
         print(f"wrote {len(records)} records to {out}", file=sys.stderr)
     else:
-        sys.stdout.write(lines)
+        sys.stdout.write("".join(dumps(r) + "\n" for r in records))
 
 
 def cmd_uncertain(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ _SUPPORT_CUE = re.compile(r"给予|奖励|补助|补贴|资助|支持|贴息|最
 # Money that describes a condition or a target, not what is paid.
 _THRESHOLD_CUE = re.compile(r"达到|超过|以上|不少于|不低于|低于|规模|营业收入|营收|产值|销售|纳税|税收|投资额|总投资|注册资本|实到|融资额|增加值|贡献")
 _PER_YEAR = re.compile(r"每年|年度|/年|年(?:贴息|补贴|补助|奖励|资助)(?:上限|总额|最高)")
-_RATIO = re.compile(rf"(?P<v>\d+(?:\.\d+)?)\s*%")
+_RATIO = re.compile(r"(?P<v>\d+(?:\.\d+)?)\s*%")
 _RATIO_CUE_BEFORE = re.compile(r"按|的$|比例|标准|不超过|最高")
 _RATIO_CUE_AFTER = re.compile(r"^(?:的)?(?:比例|标准)?(?:给予|予以|进行)?(?:一次性)?[\u4e00-\u9fff]{0,4}?(?:补助|补贴|奖励|资助|支持|贴息|配套|扶持|减免)")
 _DURATION = re.compile(

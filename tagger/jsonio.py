@@ -1,17 +1,18 @@
-"""JSONL reading and atomic writing (temp file in the same folder, then rename)."""
+"""JSONL reading and atomic writing (temp file or folder beside the target, then rename)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from .errors import InvalidInput
 
-__all__ = ["dumps", "atomic_writer", "write_jsonl", "read_jsonl"]
+__all__ = ["dumps", "atomic_writer", "atomic_folder", "write_jsonl", "read_jsonl"]
 
 
 def dumps(obj) -> str:
@@ -36,6 +37,31 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(dst: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``dst``; on success it takes ``dst``'s place.
+
+    The old folder is moved aside and removed only after the swap, so readers see the
+    old or the new folder, never a half-written one. On any exception ``dst`` is untouched.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
+    try:
+        yield tmp
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if dst.exists():
+            dst.rename(old)
+        tmp.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -61,6 +61,10 @@ class Clause:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def record(self) -> dict:
+        """The fields tagging works on (and passes through): id, doc, section, text."""
+        return {"id": self.id, "doc": self.doc, "section": self.section, "text": self.text}
+
 
 def clause_id(doc_id: str, text: str, occurrence: int = 1) -> str:
     digest = hashlib.sha1(f"{doc_id}\x1f{text}".encode("utf-8")).hexdigest()[:12]

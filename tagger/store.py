@@ -40,10 +40,9 @@ from sqlalchemy.engine import Engine
 
 from .facts import extract_facts
 from .ingest import Document
-from .segment import Clause
 from .taxonomy import HEADS
 
-__all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url"]
+__all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url", "ingest_documents"]
 
 metadata = MetaData()
 
@@ -317,17 +316,14 @@ class Store:
 
 
 def ingest_documents(store: Store, tagger, docs: Iterable[Document]) -> list[IngestResult]:
-    """Segment, tag and store documents (used by the CLI and the API)."""
+    """Segment, tag and store documents one by one (``tagger ingest``)."""
     from .segment import segment
     from .tagging import tag_clauses
 
     results = []
     for doc in docs:
-        cl: list[Clause] = segment(doc)
-        recs = [{"id": c.id, "doc": c.doc, "section": c.section, "text": c.text} for c in cl]
+        recs = [c.record() for c in segment(doc)]
         tagged = tag_clauses(tagger, recs) if recs else []
         results.append(store.ingest(doc, tagged, tagger.version))
     return results
 
-
-__all__ += ["ingest_documents"]

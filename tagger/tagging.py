@@ -84,7 +84,7 @@ def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
 
     for doc in load_documents(path):
         for c in segment(doc):
-            yield {"id": c.id, "doc": c.doc, "section": c.section, "text": c.text}
+            yield c.record()
 
 
 def batched(items: Iterable[dict], size: int = BATCH_SIZE) -> Iterator[list[dict]]:

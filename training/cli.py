@@ -111,21 +111,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from tagger.jsonio import atomic_folder
     from tagger.model import Tagger, resolve_bundle_dir
 
     st = get_settings()
     src = resolve_bundle_dir(st.model_dir, args.uri)
     Tagger(src)  # refuse to export a bundle the runtime cannot load
     out = Path(args.out or st.model_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"exported {args.uri} to {out}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,6 @@ The store defaults to ``sqlite:///var/mlflow.db`` with artifacts in ``var/mlruns
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tagger.config import Settings
@@ -137,6 +136,3 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
     log(verdict)
     return {"run_id": run_id, "version": mv.version, "champion": promote, "previous_champion": old_version, "diff": diff, "verdict": verdict}
 
-
-def dump(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -160,26 +159,13 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
 
 def write_bundle(result: TrainResult, dst: Path, userdict: Path = DEFAULT_USERDICT) -> Path:
     """Write the bundle to a temp folder beside ``dst``, then swap it in."""
+    from tagger.jsonio import atomic_folder
+
     from .report import model_card
 
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by others
-    try:
+    with atomic_folder(dst) as tmp:
         (tmp / MODEL_FILE).write_bytes(result.onnx_bytes)
         shutil.copyfile(userdict, tmp / USERDICT_FILE)
         (tmp / MANIFEST_FILE).write_text(json.dumps(result.manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(result.manifest), encoding="utf-8")
-        old = dst.with_name(f".{dst.name}.old")
-        if dst.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            dst.rename(old)
-        tmp.rename(dst)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+    return Path(dst)

@@ -4,7 +4,7 @@ import csv
 import io
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from ...store import ClauseQuery
@@ -64,8 +64,6 @@ def clause_query(
     )
 
 
-from fastapi import Depends  # noqa: E402
-
 QueryDep = Annotated[ClauseQuery, Depends(clause_query)]
 
 
@@ -118,7 +116,7 @@ def export(query: QueryDep, store: StoreDep, format: Literal["csv", "xlsx"] = "c
 
 
 @router.get("/labels")
-def labels(store: StoreDep) -> dict:
+def labels() -> dict:
     """Label ids with Chinese names per head (for filter controls)."""
     from ...config import get_settings
     from ...taxonomy import load_taxonomy

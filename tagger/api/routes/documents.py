@@ -70,7 +70,7 @@ async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, 
 
     With ``?store=true`` the document and its tagged clauses are also stored (idempotent)."""
     docs = await _documents_from_request(request, settings)
-    clauses = [{"id": c.id, "doc": c.doc, "section": c.section, "text": c.text} for d in docs for c in segment(d)]
+    clauses = [c.record() for d in docs for c in segment(d)]
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
     from starlette.concurrency import run_in_threadpool
 
