@@ -82,7 +82,8 @@ def _heading_level(paragraph: str) -> int | None:
     terminals = sum(c in TERMINAL for c in paragraph)
     if terminals:
         # "（一）组织领导。" — an item title alone on its line is a heading, not a provision.
-        if terminals == 1 and paragraph[-1] in TERMINAL and not _ARTICLE.match(paragraph):
+        # An item ending in "；" is one entry of a list (materials, conditions), never a title.
+        if terminals == 1 and paragraph[-1] in TERMINAL and paragraph[-1] not in "；;" and not _ARTICLE.match(paragraph):
             level = _marker_level(paragraph)
             body = _LEVEL_MARKER.sub("", paragraph, count=1)
             if level is not None and len(body) <= 18 and not re.search(r"\d", body):

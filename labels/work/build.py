@@ -9,6 +9,13 @@ Inputs (all under labels/work/):
   sweep/out_*.jsonl      review of pass-1 labels touched by the sharpened rules
 Priority: adjudicated > revised-and-agreed > pass1/pass2-agreed (sample) > sweep review > pass 1.
 
+Second wave (wave2/, the Zhejiang county policies and the 2023-2026 policies):
+  wave2/pass1/out_*.jsonl       first pass, every new clause (7 annotators)
+  wave2/pass2/out_1.jsonl       blind second pass on a random 350 (seed 2026)
+  wave2/adjudication/out.jsonl  final decision where the two passes differ
+First-wave records are kept as they are; a clause is labeled by the second wave only if
+the first wave never saw it.
+
 usage: python labels/work/build.py [--agreement-only]
 """
 
@@ -44,7 +51,10 @@ def main():
     p1, p2 = load("pass1/out_*.jsonl"), load("pass2/out_1.jsonl")
     r1, r2 = load("revise_r1/out.jsonl"), load("revise_r2/out.jsonl")
     adj, sweep = load("adjudication/out.jsonl"), load("sweep/out_*.jsonl")
+    w1, w2, wadj = load("wave2/pass1/out_*.jsonl"), load("wave2/pass2/out_1.jsonl"), load("wave2/adjudication/out.jsonl")
     today = date.today().isoformat()
+    # A record whose labels and source did not change keeps its date.
+    prev = {r["id"]: r for r in map(json.loads, open("labels/clauses.jsonl", encoding="utf-8"))}
     out, missing = [], []
     for c in seg:
         i = c["id"]
@@ -62,11 +72,24 @@ def main():
             lab, src = sweep[i], "annotator:review" if sweep[i].get("changed") else "annotator:pass1+review"
         elif i in p1:
             lab, src = p1[i], "annotator:pass1"
+        elif i in w2 and i in w1:
+            if same(w1[i], w2[i]):
+                lab, src = w1[i], "annotator:wave2-pass1+pass2-agreed"
+            elif i in wadj:
+                lab, src = wadj[i], "annotator:wave2-adjudicated"
+            else:
+                missing.append(i)
+                continue
+        elif i in w1:
+            lab, src = w1[i], "annotator:wave2-pass1"
         else:
             missing.append(i)
             continue
-        out.append({"id": i, "doc": c["doc"], "section": c["section"], "text": c["text"],
-                    **{h: sorted(set(lab[h])) for h in HEADS}, "source": src, "updated": today})
+        rec = {"id": i, "doc": c["doc"], "section": c["section"], "text": c["text"],
+               **{h: sorted(set(lab[h])) for h in HEADS}, "source": src}
+        old = prev.get(i)
+        keep = old and all(old[h] == rec[h] for h in HEADS) and old["source"] == src
+        out.append({**rec, "updated": old["updated"] if keep else today})
     if missing:
         print(f"{len(missing)} clauses have no final label yet, e.g. {missing[:3]}", file=sys.stderr)
         return 1
