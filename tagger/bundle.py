@@ -76,9 +76,13 @@ def read_manifest(folder: Path) -> Manifest:
     fv = raw.get("format_version")
     if fv != FORMAT_VERSION:
         raise InvalidBundle(str(folder), f"bundle format_version {fv!r}, this runtime reads {FORMAT_VERSION}")
-    for key in ("version", "heads", "input", "tokenizer"):
-        if key not in raw:
-            raise InvalidBundle(str(folder), f"manifest has no '{key}'")
+    # Every field the runtime reads is checked for its type here, so a hand-edited or
+    # truncated manifest is refused with one line instead of failing later with a traceback.
+    for key, typ in (("version", str), ("heads", dict), ("input", dict), ("tokenizer", dict)):
+        if not isinstance(raw.get(key), typ):
+            raise InvalidBundle(str(folder), f"manifest has no '{key}' {typ.__name__}")
+    if not isinstance(raw["input"].get("name"), str):
+        raise InvalidBundle(str(folder), "manifest input has no 'name' string")
     for head in HEADS:
         spec = raw["heads"].get(head)
         if not isinstance(spec, dict):
@@ -86,8 +90,13 @@ def read_manifest(folder: Path) -> Manifest:
         labels, th = spec.get("labels"), spec.get("thresholds")
         if not isinstance(labels, list) or not isinstance(th, list) or len(labels) != len(th) or not labels:
             raise InvalidBundle(str(folder), f"head '{head}': labels and thresholds must be non-empty lists of equal length")
-        if not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in th):
+        if not all(isinstance(l, str) and l for l in labels) or len(set(labels)) != len(labels):
+            raise InvalidBundle(str(folder), f"head '{head}': labels must be distinct non-empty strings")
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in th):
             raise InvalidBundle(str(folder), f"head '{head}': thresholds must be numbers in [0, 1]")
-        if "output" not in spec:
+        if not isinstance(spec.get("output"), str):
             raise InvalidBundle(str(folder), f"head '{head}': no ONNX output name")
+    st = raw.get("self_test")
+    if st is not None and not (isinstance(st, dict) and isinstance(st.get("texts"), list) and isinstance(st.get("scores"), dict)):
+        raise InvalidBundle(str(folder), "manifest self_test must hold 'texts' and 'scores'")
     return Manifest(raw=raw, path=folder)

@@ -1,7 +1,17 @@
 """All runtime configuration in one typed place: env vars with the ``TAGGER_`` prefix.
 
-Defaults work out of the box on a fresh clone: the bundled model, a SQLite file and a
-local MLflow store, both under ``var/`` in the project root.
+Defaults work out of the box on a fresh clone and after ``pip install``; the folders
+follow the rule in :mod:`tagger.locations`:
+
+* from a checkout (editable install included): ``models/policy-tagger``, ``labels/``
+  and ``var/`` of the checkout;
+* from an installed wheel: the bundle and the taxonomy packaged in ``tagger/_data/``,
+  and ``var/`` (SQLite store, MLflow, registry cache) in the user data folder
+  ``platformdirs.user_data_dir("policy-clause-tagger")``.
+
+``TAGGER_MODEL_DIR``, ``TAGGER_LABELS_DIR`` and ``TAGGER_VAR_DIR`` override either.
+``labels/clauses.jsonl`` and ``labels/documents/`` (labeling and training) exist only in
+a checkout or under a ``TAGGER_LABELS_DIR`` that holds them.
 """
 
 from __future__ import annotations
@@ -11,8 +21,12 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+from .locations import default_locations
+
 __all__ = ["Settings", "get_settings", "PROJECT_ROOT"]
 
+# The folder above the package: the project root in a checkout, but ``site-packages`` in
+# an installed wheel, so never build data paths on it; use Settings (tagger.locations).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,16 +36,27 @@ def _env(name: str, default: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path = field(default_factory=lambda: Path(_env("model_dir", str(PROJECT_ROOT / "models" / "policy-tagger"))))
+    model_dir: Path = field(default_factory=lambda: Path(_env("model_dir", str(default_locations().model_dir))))
     # e.g. models:/policy-tagger@champion — pulls the bundle from the MLflow registry.
     model_uri: str = field(default_factory=lambda: _env("model_uri", ""))
-    labels_dir: Path = field(default_factory=lambda: Path(_env("labels_dir", str(PROJECT_ROOT / "labels"))))
-    var_dir: Path = field(default_factory=lambda: Path(_env("var_dir", str(PROJECT_ROOT / "var"))))
+    labels_dir: Path = field(default_factory=lambda: Path(_env("labels_dir", str(default_locations().labels_dir))))
+    var_dir: Path = field(default_factory=lambda: Path(_env("var_dir", str(default_locations().var_dir))))
     database_url: str = field(default_factory=lambda: _env("database_url", ""))
     mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", ""))
+    # Request limits, sized so that the worst accepted request stays under ~200 MB of
+    # server memory (measured: benchmarks/RESULTS.md, "Limits").
     max_clauses_per_request: int = field(default_factory=lambda: int(_env("max_clauses_per_request", "5000")))
-    max_text_chars: int = field(default_factory=lambda: int(_env("max_text_chars", "2000000")))
-    max_upload_bytes: int = field(default_factory=lambda: int(_env("max_upload_bytes", str(20 * 1024 * 1024))))
+    max_text_chars: int = field(default_factory=lambda: int(_env("max_text_chars", "400000")))
+    max_upload_bytes: int = field(default_factory=lambda: int(_env("max_upload_bytes", str(10 * 1024 * 1024))))
+    max_json_bytes: int = field(default_factory=lambda: int(_env("max_json_bytes", str(4 * 1024 * 1024))))
+    # CPU-heavy work (reading, segmentation, tagging) runs in this many threads; this many
+    # more requests may wait for them; the next one gets 503 + Retry-After.
+    work_threads: int = field(default_factory=lambda: int(_env("work_threads", "2")))
+    work_queue: int = field(default_factory=lambda: int(_env("work_queue", "16")))
+    # Writes need one of these keys (Authorization: Bearer …); see tagger.api.security.
+    api_keys: tuple[str, ...] = field(default_factory=lambda: tuple(k.strip() for k in _env("api_keys", "").split(",") if k.strip()))
+    allow_anonymous_writes: bool = field(default_factory=lambda: _env("allow_anonymous_writes", "") in ("1", "true", "yes"))
+    require_key_for_reads: bool = field(default_factory=lambda: _env("require_key_for_reads", "") in ("1", "true", "yes"))
     host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(_env("port", "8000")))
 
@@ -61,7 +86,7 @@ class Settings:
         return self.var_dir / "mlruns"
 
     def as_dict(self) -> dict:
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: ("<redacted>" if f.name == "api_keys" and self.api_keys else str(getattr(self, f.name))) for f in fields(self)}
 
 
 @lru_cache(maxsize=1)

@@ -76,6 +76,9 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
 
 def read_jsonl(path: Path) -> Iterator[dict]:
     """Stream records; a malformed line raises InvalidInput naming file and line."""
+    if not Path(path).is_file():
+        # e.g. labels/clauses.jsonl from an installed wheel: one line, not a traceback.
+        raise InvalidInput(str(path), "no such file (labeled data lives in a checkout or under TAGGER_LABELS_DIR)")
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():

@@ -60,6 +60,7 @@ class Tagger:
         self._th = {h: np.asarray(self.manifest.thresholds(h), dtype=np.float32) for h in HEADS}
         self._outputs = [self.manifest.output(h) for h in HEADS]
         self.predict_tokens(["人工智能"])  # fail at start-up, not on the first request
+        self._self_test()
 
     @property
     def version(self) -> str:
@@ -79,6 +80,31 @@ class Tagger:
                 raise InvalidBundle(
                     str(self.folder), f"head '{h}': ONNX output has {width} columns, manifest lists {len(self.manifest.labels(h))} labels"
                 )
+
+    SELF_TEST_TOL = 1e-4
+
+    def _self_test(self) -> None:
+        """Re-score the clauses recorded at training time: label -> score must match.
+
+        This catches what shape checks cannot: labels listed in another order than the
+        graph's columns (a swapped manifest), a model.onnx from another run, a tokenizer
+        that cuts differently."""
+        st = self.manifest.raw.get("self_test")
+        if not st:
+            return
+        preds = self.predict(st["texts"])
+        for h in HEADS:
+            want = st["scores"].get(h)
+            if not isinstance(want, list) or len(want) != len(preds):
+                raise InvalidBundle(str(self.folder), f"self_test has no scores for head '{h}'")
+            for i, (p, w) in enumerate(zip(preds, want)):
+                got = p.scores[h]
+                if not isinstance(w, dict) or set(w) != set(got) or any(abs(got[l] - float(w[l])) > self.SELF_TEST_TOL for l in w):
+                    raise InvalidBundle(
+                        str(self.folder),
+                        f"self-test failed on head '{h}' (clause {i}): the graph's scores do not match the labels recorded at "
+                        "training (manifest labels reordered, or model.onnx from another run)",
+                    )
 
     # The ONNX TF-IDF step builds a dense (batch x vocabulary) matrix: past ~64 rows the
     # matrix falls out of cache and throughput drops (measured 7.2k/s at 64, 5.6k/s at 1000).

@@ -86,9 +86,28 @@ def _html_to_text(html: str) -> str:
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
+# A .docx is a zip: its declared sizes bound what reading it can cost (zipfile never
+# inflates a member past its declared size). Real policy documents are far below these.
+MAX_ZIP_MEMBERS = 2000
+MAX_DOCX_XML_BYTES = 10 * 1024 * 1024  # parsed into a tree: ~10x this in memory
+MAX_ZIP_TOTAL_BYTES = 200 * 1024 * 1024
+MAX_PDF_PAGES = 500
+
+
 def _docx_to_text(path: Path) -> str:
     with zipfile.ZipFile(path) as zf:
-        xml = zf.read("word/document.xml")
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise UnreadableDocument(path.name, f"zip with {len(infos)} members; the limit is {MAX_ZIP_MEMBERS}")
+        if sum(i.file_size for i in infos) > MAX_ZIP_TOTAL_BYTES:
+            raise UnreadableDocument(path.name, f"zip expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
+        info = zf.getinfo("word/document.xml")
+        if info.file_size > MAX_DOCX_XML_BYTES:
+            raise UnreadableDocument(path.name, f"document.xml expands to {info.file_size} bytes; the limit is {MAX_DOCX_XML_BYTES}")
+        with zf.open(info) as fh:
+            xml = fh.read(MAX_DOCX_XML_BYTES + 1)
+        if len(xml) > MAX_DOCX_XML_BYTES:
+            raise UnreadableDocument(path.name, f"document.xml larger than {MAX_DOCX_XML_BYTES} bytes")
     body = ElementTree.fromstring(xml).find(f"{_W}body")
     if body is None:
         return ""
@@ -123,6 +142,8 @@ def _pdf_to_text(path: Path) -> str:
     reader = PdfReader(str(path))
     if reader.is_encrypted:
         raise UnreadableDocument(str(path), "PDF is encrypted")
+    if len(reader.pages) > MAX_PDF_PAGES:
+        raise UnreadableDocument(path.name, f"PDF with {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES}")
     # Pages are separated by a form feed so that the repair step can find page furniture.
     return "\n\f\n".join(page.extract_text() or "" for page in reader.pages)
 

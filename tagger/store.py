@@ -9,6 +9,7 @@ are plain indexed SQL on both back ends.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
@@ -34,9 +35,11 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .facts import extract_facts
 from .ingest import Document
@@ -95,6 +98,10 @@ clause_tags = Table(
     Index("ix_clause_tags_head_label", "head", "label"),
 )
 
+# Writers that lose a race retry this often (each retry re-reads what the winner stored).
+INGEST_ATTEMPTS = 5
+SQLITE_BUSY_TIMEOUT_S = 60
+
 SORTS = {"amount": clauses.c.amount_wan, "score": clauses.c.top_score, "year": documents.c.year, "position": clauses.c.position}
 
 
@@ -130,11 +137,15 @@ class ClauseQuery:
 
 
 class Store:
+    """Safe for several writers at once (threads of the API, `tagger ingest` processes):
+    writes of one document are serialised and the losers of a race see the winner's rows."""
+
     def __init__(self, url: str):
         self.url = url
         kwargs = {}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False}
+            # timeout is SQLite's busy timeout: a writer waits for the lock instead of failing.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
             path = url.split("sqlite:///", 1)[-1]
             if path and path != ":memory:":
                 from pathlib import Path
@@ -145,10 +156,26 @@ class Store:
             from sqlalchemy import event
 
             @event.listens_for(self.engine, "connect")
-            def _fk_on(dbapi_conn, _):  # SQLite enforces foreign keys only when asked
-                dbapi_conn.execute("PRAGMA foreign_keys=ON")
+            def _on_connect(dbapi_conn, _):
+                # pysqlite would open transactions itself, late (at the first INSERT) and
+                # DEFERRED, so a read-then-write races; we issue BEGIN ourselves (below).
+                dbapi_conn.isolation_level = None
+                dbapi_conn.execute("PRAGMA foreign_keys=ON")  # enforced only when asked
+                # WAL: readers (the API, exports) neither block nor are blocked by a writer.
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
-        metadata.create_all(self.engine)
+            @event.listens_for(self.engine, "begin")
+            def _on_begin(conn):
+                # Writers take the write lock before their first read: a second writer waits
+                # (busy timeout) and then reads what the first committed.
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+        self._writer = self.engine.execution_options(write=True)
+        with self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Concurrent CREATE TABLEs of one schema fail on PostgreSQL's catalog; one at a time.
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tagger.store.create_all'))"))
+            metadata.create_all(conn)
 
     # ---- writing -------------------------------------------------------------------
     def ingest(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
@@ -156,11 +183,31 @@ class Store:
 
         Same text and model: nothing changes. Same text, new model: tags are replaced and
         the new model version recorded. Changed text: the document's clauses are replaced.
+        Concurrent ingests of one document are serialised; the later ones report what they
+        find after the first, usually ``unchanged``.
         """
+        for attempt in range(1, INGEST_ATTEMPTS):
+            try:
+                return self._ingest_once(doc, tagged, model_version)
+            except (IntegrityError, OperationalError) as exc:
+                # IntegrityError: on PostgreSQL two writers of a new document both found no row
+                # (a row lock cannot lock a row that does not exist yet) and the other one
+                # inserted first; the retry finds its row. "database is locked": SQLite's busy
+                # timeout ran out under a long queue of writers.
+                if not (isinstance(exc, IntegrityError) or "database is locked" in str(exc)):
+                    raise
+                time.sleep(0.05 * attempt)
+        return self._ingest_once(doc, tagged, model_version)  # the last attempt raises what it meets
+
+    def _ingest_once(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
         digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
         now = datetime.now(timezone.utc)
-        with self.engine.begin() as conn:
-            row = conn.execute(select(documents.c.content_sha256, documents.c.model).where(documents.c.id == doc.id)).first()
+        with self._writer.begin() as conn:
+            # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the lock): a second
+            # writer of this document waits here and then reads the first one's commit.
+            row = conn.execute(
+                select(documents.c.content_sha256, documents.c.model).where(documents.c.id == doc.id).with_for_update()
+            ).first()
             if row is not None and row.content_sha256 == digest and row.model == model_version:
                 return IngestResult(doc.id, "unchanged", len(tagged))
             status = "inserted" if row is None else ("retagged" if row.content_sha256 == digest else "replaced")

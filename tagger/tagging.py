@@ -54,6 +54,30 @@ def validate_clause(rec: dict, where: str) -> dict:
     return rec
 
 
+def _parse_record(line: str, where: str) -> dict:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(where, "not valid UTF-8") from None
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(where, f"invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InvalidInput(where, "invalid JSON (nested too deeply)") from None
+    if not isinstance(rec, dict):
+        raise InvalidInput(where, "expected a JSON object")
+    rec = validate_clause(rec, where)
+    if "\\u" in line:
+        # JSON may escape half a surrogate pair ("\ud800"): Python accepts it, but it
+        # cannot be tokenised or written as UTF-8, so it would fail the whole batch later.
+        try:
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(where, f"lone surrogate \\u{ord(exc.object[exc.start]):04x} is not valid Unicode") from None
+    return rec
+
+
 def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
     """Clauses of one input: a ``.jsonl`` of {"id", "text", ...} or a document.
 
@@ -64,20 +88,18 @@ def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
     if path.suffix.lower() == ".jsonl":
         if not path.is_file():
             raise InvalidInput(str(path), "no such file")
-        with open(path, encoding="utf-8") as fh:
+        # surrogateescape: a line with bytes that are not UTF-8 is reported like any bad
+        # record instead of ending the whole file.
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                where = f"{path}:{lineno}"
                 try:
-                    rec = json.loads(line)
-                    if not isinstance(rec, dict):
-                        raise InvalidInput(where, "expected a JSON object")
-                    yield validate_clause(rec, where)
-                except json.JSONDecodeError as exc:
-                    errors.append(f"{where}: invalid JSON ({exc.msg})")
+                    rec = _parse_record(line, f"{path}:{lineno}")
                 except TaggerError as exc:
                     errors.append(str(exc))
+                    continue
+                yield rec
         return
     from .ingest import load_documents
     from .segment import segment

@@ -1,4 +1,7 @@
-"""The label contract (labels/taxonomy.yaml): heads and their label ids, in order."""
+"""The label contract (labels/taxonomy.yaml): heads and their label ids, in order.
+
+An installed wheel carries its copy as tagger/_data/labels/taxonomy.yaml (tagger.locations).
+"""
 
 from __future__ import annotations
 
@@ -51,9 +54,17 @@ def _load(path: str, mtime: float) -> Taxonomy:
 
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
+    """The taxonomy at ``path``; by default ``Settings.taxonomy_file``, i.e.
+    ``<labels_dir>/taxonomy.yaml``: the checkout's ``labels/``, the copy packaged in
+    ``tagger/_data/labels/`` of an installed wheel, or ``TAGGER_LABELS_DIR``
+    (rule: :mod:`tagger.locations`)."""
     if path is None:
         from .config import get_settings
 
         path = get_settings().taxonomy_file
     path = Path(path)
-    return _load(str(path.resolve()), path.stat().st_mtime)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        raise InvalidInput(str(path), "no taxonomy file here; set TAGGER_LABELS_DIR to a folder that holds taxonomy.yaml") from None
+    return _load(str(path.resolve()), mtime)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tagger.tagging import OUTPUT_FIELDS
 
 from .conftest import DOCS, run_cli
@@ -65,13 +67,97 @@ def test_resume_skips_written_clauses_and_repairs_a_cut_line(tmp_path):
     assert "tagged 0 clauses, skipped 50" in third.stderr and out.read_text(encoding="utf-8") == expected
 
 
-def test_resume_refuses_mismatched_output(tmp_path):
+def test_resume_refuses_mismatched_partial(tmp_path):
     src = tmp_path / "in.jsonl"
-    src.write_text('{"id": "x", "text": "支持。"}\n', encoding="utf-8")
+    src.write_text('{"id": "x", "text": "支持。"}\n{"id": "y", "text": "补贴。"}\n', encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    out.write_text('{"id": "other"}\n', encoding="utf-8")
+    assert run_cli("tag", str(src), "-o", str(out)).returncode == 0
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    partial = tmp_path / "out.jsonl.partial"
+    partial.write_text(lines[0] + lines[1].replace('"id":"y"', '"id":"z"'), encoding="utf-8")
     r = run_cli("tag", str(src), "-o", str(out))
-    assert r.returncode == 1 and "does not match the input" in r.stderr
+    assert r.returncode == 1 and "out.jsonl.partial: existing output does not match the input at record 2" in r.stderr
+    assert out.read_text(encoding="utf-8") == "".join(lines) and partial.exists()
+
+
+def _refused(r):
+    """Refusals are one line on stderr, saying why and how to force, and exit 2."""
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("tagger: ") and "--force" in r.stderr, r.stderr
+    return r.stderr
+
+
+def test_output_refuses_a_folder_or_an_input_even_forced(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "x", "text": "支持工业机器人研发。"}\n', encoding="utf-8")
+    folder = tmp_path / "results"
+    (folder / "keep.txt").parent.mkdir()
+    (folder / "keep.txt").write_text("mine", encoding="utf-8")
+    assert "is a directory" in _refused(run_cli("tag", str(src), "-o", str(folder)))
+    assert "is a directory" in _refused(run_cli("tag", str(src), "-o", str(folder), "--force"))
+    # The same file spelled another way is still the input.
+    same = tmp_path / "results" / ".." / "in.jsonl"
+    assert "is one of the input files" in _refused(run_cli("tag", str(tmp_path), "-o", str(same), "--force"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "results"]
+    assert (folder / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert src.read_text(encoding="utf-8") == '{"id": "x", "text": "支持工业机器人研发。"}\n'
+
+
+def test_output_refuses_a_file_that_is_not_a_previous_output(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "x", "text": "支持工业机器人研发。"}\n{"id": "y", "text": "给予房租补贴。"}\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert run_cli("tag", str(src), "-o", str(out)).returncode == 0
+    tagged = out.read_text(encoding="utf-8")
+    other_input, other_model = tmp_path / "other-input.jsonl", tmp_path / "other-model.jsonl"
+    other_input.write_text(tagged.replace('"id":"x"', '"id":"w"'), encoding="utf-8")
+    other_model.write_text(tagged.replace('"model":"', '"model":"old-'), encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n", encoding="utf-8")
+    assert "is not tagger output" in _refused(run_cli("tag", str(src), "-o", str(notes)))
+    assert "starts with clause 'w'" in _refused(run_cli("tag", str(src), "-o", str(other_input)))
+    assert "was tagged by model 'old-" in _refused(run_cli("tag", str(src), "-o", str(other_model)))
+    assert notes.read_text(encoding="utf-8") == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "notes.txt", "other-input.jsonl", "other-model.jsonl", "out.jsonl"]
+    forced = run_cli("tag", str(src), "-o", str(notes), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert notes.read_text(encoding="utf-8") == tagged and not (tmp_path / "notes.txt.partial").exists()
+
+
+def test_rerun_never_moves_a_finished_output_away(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+
+    src = tmp_path / "in.jsonl"
+    rows = [json.dumps({"id": f"c{i}", "text": f"第{i}条 支持人工智能企业发展，给予{i}万元奖励。"}, ensure_ascii=False) + "\n" for i in range(50)]
+    src.write_text("".join(rows), encoding="utf-8")
+    out, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    assert run_cli("tag", str(src), "-o", str(out)).returncode == 0
+    finished = out.read_bytes()
+    # The input changed under a finished output: the run stops, the output stays.
+    src.write_text("".join(rows[:30]) + rows[30].replace('"c30"', '"changed"') + "".join(rows[31:]), encoding="utf-8")
+    r = run_cli("tag", str(src), "-o", str(out))
+    assert r.returncode == 1 and "does not match the input at record 31" in r.stderr
+    assert out.read_bytes() == finished and not partial.exists()
+    # The input grew: kill the run as soon as it starts writing; the output is still whole.
+    more = [json.dumps({"id": f"n{i}", "text": f"建设第{i}个人工智能算力中心。"}, ensure_ascii=False) + "\n" for i in range(1500)]
+    src.write_text("".join(rows + more), encoding="utf-8")
+    cmd = [sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(out), "--batch-size", "8", "--workers", "1", "-q"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == finished or proc.returncode == 0
+    again = run_cli("tag", str(src), "-o", str(out), "-q")
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes().startswith(finished) and not partial.exists()
+    assert [r["id"] for r in _read(out)] == [f"c{i}" for i in range(50)] + [f"n{i}" for i in range(1500)]
 
 
 def test_unreadable_file_reported_others_tagged(tmp_path):
@@ -93,3 +179,31 @@ def test_parallel_workers_keep_order_and_results(tmp_path):
     a, b = _read(one), _read(two)
     assert [r["id"] for r in a] == [f"c{i}" for i in range(300)] == [r["id"] for r in b]
     assert [(r["topic"], r["measure"], r["industry"]) for r in a] == [(r["topic"], r["measure"], r["industry"]) for r in b]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bad_records_are_reported_and_skipped(tmp_path, workers):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(
+        '{"id": "a", "text": "对租用办公用房的企业给予三年房租补贴。"}\n'
+        '{"id": "s", "text": "\\ud800 补贴"}\n'  # a lone surrogate, written as the JSON escape
+        "[1, 2]\n"
+        '{"id": "nt"}\n'.encode("utf-8")
+        + b'{"id": "latin1", "text": "\xe9"}\n'
+        + '{"id": "x", "text": "支持。", "note": "\\udc00"}\n'
+        '{"id": "b", "text": "支持无人机产业发展。"}\n'
+        '{"id": "e", "text": "表情 \\ud83d\\ude00 成对的代理项是合法的"}\n'.encode("utf-8")
+    )
+    out = tmp_path / "out.jsonl"
+    r = run_cli("tag", str(src), "-o", str(out), "-q", "--workers", workers, "--batch-size", "2")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"tagger: {src}:2: lone surrogate \\ud800 is not valid Unicode",
+        f"tagger: {src}:3: expected a JSON object",
+        f"tagger: {src}:4: record needs a string 'text'",
+        f"tagger: {src}:5: not valid UTF-8",
+        f"tagger: {src}:6: lone surrogate \\udc00 is not valid Unicode",
+    ]
+    recs = _read(out)
+    assert [x["id"] for x in recs] == ["a", "b", "e"]
+    assert recs[2]["text"] == "表情 😀 成对的代理项是合法的"

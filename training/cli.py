@@ -15,21 +15,31 @@ from tagger.errors import TaggerError
 
 __all__ = ["main"]
 
+# The shipped choice, from the variants table in models/policy-tagger/README.md.
+DEFAULT_FEATURES = "lexicon"
+DEFAULT_CANDIDATES = ("nb_logreg", "lgbm", "avg:nb_logreg+lgbm")
+
 
 def _cfg(args):
     from tagger.taxonomy import load_taxonomy
 
-    from .models import FeatureConfig
     from .train import TrainConfig
 
     st = get_settings()
+    variants = None
+    if getattr(args, "variants_report", None):
+        variants = json.loads(Path(args.variants_report).read_text(encoding="utf-8"))
+        variants = variants.get("evaluation", {}).get("variants", variants)
     return TrainConfig(
         labels_file=Path(args.labels or st.clauses_file),
         taxonomy=load_taxonomy(st.taxonomy_file),
-        features=FeatureConfig(word_max_features=args.word_features, char_max_features=args.char_features),
+        feature_set=args.features,
         candidates=tuple(args.candidates.split(",")),
         n_splits=args.splits,
         seed=args.seed,
+        documents_dir=st.documents_dir,
+        variants_report=variants,
+        run_variants=bool(getattr(args, "variants", False)),
     )
 
 
@@ -78,35 +88,41 @@ def _write_oof(doc: dict, path: Path) -> None:
 
 def cmd_oof(args) -> int:
     """Grouped-CV out-of-fold probabilities for the current labels (confident learning input)."""
-    from tagger.features import Tokenizer
+    from .evaluate import oof_document
+    from .train import evaluate
 
-    from .data import load_dataset
-    from .evaluate import cross_validate, oof_document
-
-    cfg = _cfg(args)
-    ds = load_dataset(cfg.labels_file, cfg.taxonomy)
-    ds.texts = Tokenizer(cfg.userdict, engine="jieba").batch(ds.texts)
-    res = cross_validate(ds, cfg.features, kinds=cfg.candidates, n_splits=cfg.n_splits, seed=cfg.seed, log=lambda m: print(m, file=sys.stderr))
-    _write_oof(oof_document(ds, res), Path(args.out or get_settings().var_dir / "oof" / "latest.json"))
+    e = evaluate(_cfg(args), log=lambda m: print(m, file=sys.stderr))
+    _write_oof(oof_document(e.dataset, e.cv), Path(args.out or get_settings().var_dir / "oof" / "latest.json"))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from tagger.features import Tokenizer
+    """The honest figures (grouped CV + time split, nested thresholds), and with
+    ``--variants`` the side-by-side table of model variants."""
+    from .report import cv_table, evaluation_table
+    from .train import _evaluation, evaluate
 
-    from .data import load_dataset
-    from .evaluate import cross_validate
-    from .report import cv_table
-
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     cfg = _cfg(args)
-    ds = load_dataset(cfg.labels_file, cfg.taxonomy)
-    ds.texts = Tokenizer(cfg.userdict, engine="jieba").batch(ds.texts)
-    res = cross_validate(ds, cfg.features, kinds=cfg.candidates, n_splits=cfg.n_splits, seed=cfg.seed, log=lambda m: print(m, file=sys.stderr))
-    report = res.report()
-    report["n_splits"] = cfg.n_splits
+    e = evaluate(cfg, log)
+    report = {"n_splits": cfg.n_splits, "seed": cfg.seed, **e.cv.report(), "evaluation": _evaluation(e.evaluator, cfg, e.chosen, e.per_head)}
+    if cfg.variants_report:
+        from .experiments import variants_table
+
+        print(variants_table(report["evaluation"]["variants"]))
+        print()
+    print(evaluation_table(report["evaluation"]))
+    print()
     print(cv_table(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        from tagger.jsonio import atomic_writer
+
+        with atomic_writer(Path(args.json)) as fh:
+            json.dump(report, fh, ensure_ascii=False, indent=1)
+    if args.run_mlflow:
+        from .tracking import log_evaluation
+
+        log(log_evaluation(report, e.dataset.hash, get_settings()))
     return 0
 
 
@@ -136,17 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--labels", help="labeled clauses (default: labels/clauses.jsonl)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--splits", type=int, default=5)
-        s.add_argument("--candidates", default="logreg,lgbm")
-        s.add_argument("--word-features", type=int, default=6000)
-        s.add_argument("--char-features", type=int, default=6000)
+        s.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
+                       help="model specs tried per head: logreg, lgbm, nb_logreg, avg:A+B, with @recency for recency weights")
+        s.add_argument("--features", default=DEFAULT_FEATURES, choices=["base", "char4", "lexicon", "char4+lexicon"], help="feature set (training/experiments.py)")
         s.set_defaults(func=fn)
         if name == "train":
             s.add_argument("--out", help="bundle folder to export a champion to (default: models/policy-tagger)")
             s.add_argument("--force-export", action="store_true", help="export even if the run does not become champion")
+            s.add_argument("--variants-report", help="JSON from 'evaluate --variants --json' to include in the model card")
+            s.add_argument("--variants", action="store_true", help="also run the table of model variants (slow) for the model card")
         elif name == "oof":
             s.add_argument("-o", "--out", help="default: var/oof/latest.json")
         else:
             s.add_argument("--json", help="also write the report as JSON")
+            s.add_argument("--variants", action="store_true", help="also run the table of model variants (slow: about 20 min)")
+            s.add_argument("--mlflow", dest="run_mlflow", action="store_true", help="log the figures as an MLflow run")
     e = sub.add_parser("export", help="copy a registered bundle into a folder")
     e.add_argument("--uri", default="models:/policy-tagger@champion")
     e.add_argument("--out", help="default: models/policy-tagger")

@@ -12,7 +12,7 @@ import numpy as np
 from tagger.jsonio import read_jsonl
 from tagger.taxonomy import HEADS, Taxonomy
 
-__all__ = ["Dataset", "load_dataset", "data_hash"]
+__all__ = ["Dataset", "load_dataset", "data_hash", "document_years"]
 
 
 @dataclass
@@ -65,3 +65,10 @@ def load_dataset(path: Path, taxonomy: Taxonomy) -> Dataset:
         taxonomy=taxonomy,
         hash=data_hash(records),
     )
+
+
+def document_years(documents_dir: Path) -> dict[str, int | None]:
+    """doc id -> publication year, from the ``SOURCES.tsv`` files of the corpus."""
+    from tagger.corpus import iter_documents
+
+    return {d.id: d.year for d in iter_documents([documents_dir])}

@@ -46,20 +46,55 @@ def _register_lightgbm() -> None:
 
 
 def _vectorizer_onnx(vec) -> onnx.ModelProto:
+    """The featurizer: TF-IDF union, then (if present) the lexicon block appended."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import StringTensorType
 
     from .models import TOKEN_PATTERN
 
+    union = getattr(vec, "union", vec)
     # Options keyed by object, not type: by type they would also hit the char vectoriser.
-    word = dict(vec.transformer_list)["word"]
+    word = dict(union.transformer_list)["word"]
     options = {id(word): {"tokenexp": TOKEN_PATTERN}}
     model = convert_sklearn(
-        vec, "vectorizer", initial_types=[(INPUT_NAME, StringTensorType([None, 1]))], options=options, target_opset=TARGET_OPSET
+        union, "vectorizer", initial_types=[(INPUT_NAME, StringTensorType([None, 1]))], options=options, target_opset=TARGET_OPSET
     )
-    # Rename the single output to a stable name the heads connect to.
     old = model.graph.output[0].name
-    return _rename_output(model, old, FEATURES)
+    if getattr(vec, "lexicon", None) is None:
+        # Rename the single output to a stable name the heads connect to.
+        return _rename_output(model, old, FEATURES)
+    model = _rename_output(model, old, "tfidf")
+    return _merge(model, _lexicon_onnx(vec), [("tfidf", "tfidf")], [FEATURES], drop=["tfidf"])
+
+
+def _lexicon_onnx(vec) -> onnx.ModelProto:
+    """features = concat(tfidf[:, :a], min(tfidf[:, a:b] @ M, 1)), as Featurizer.transform does."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    a, b = vec.lexicon_columns
+    n_tfidf = sum(len(v.vocabulary_) for _, v in vec.union.transformer_list)
+    init = [
+        numpy_helper.from_array(np.array([a], dtype=np.int64), "lex_start"),
+        numpy_helper.from_array(np.array([b], dtype=np.int64), "lex_end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "lex_axis"),
+        numpy_helper.from_array(vec.lexicon.astype(np.float32), "lex_matrix"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "lex_one"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "lex_zero"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["tfidf", "lex_start", "lex_end", "lex_axis"], ["lex_counts"]),
+        helper.make_node("MatMul", ["lex_counts", "lex_matrix"], ["lex_hits"]),
+        helper.make_node("Min", ["lex_hits", "lex_one"], ["lex_flags"]),
+        helper.make_node("Slice", ["tfidf", "lex_zero", "lex_start", "lex_axis"], ["tfidf_kept"]),
+        helper.make_node("Concat", ["tfidf_kept", "lex_flags"], [FEATURES], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "lexicon",
+        [helper.make_tensor_value_info("tfidf", TensorProto.FLOAT, [None, n_tfidf])],
+        [helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, [None, a + vec.lexicon.shape[1]])],
+        initializer=init,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", TARGET_OPSET[""])])
 
 
 def _rename_output(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
@@ -104,14 +139,51 @@ def _head_onnx(clf, head: str, n_features: int) -> onnx.ModelProto:
     return _rename_output(model, f"{head}_{output_name(head)}", output_name(head))
 
 
+def _mean_onnx(inputs: list[str], output: str, n_labels: int) -> onnx.ModelProto:
+    """A tiny graph: the element-wise mean of the members' probabilities."""
+    from onnx import TensorProto, helper
+
+    shape = [None, n_labels]
+    nodes = [
+        helper.make_node("Sum", inputs, [f"{output}__sum"]),
+        helper.make_node("Mul", [f"{output}__sum", f"{output}__w"], [output]),
+    ]
+    w = helper.make_tensor(f"{output}__w", TensorProto.FLOAT, [], [1.0 / len(inputs)])
+    graph = helper.make_graph(
+        nodes, f"mean_{output}",
+        [helper.make_tensor_value_info(i, TensorProto.FLOAT, shape) for i in inputs],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)],
+        initializer=[w],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", TARGET_OPSET[""])])
+
+
+def _merge(merged: onnx.ModelProto, part: onnx.ModelProto, io_map, new_outputs, drop=()) -> onnx.ModelProto:
+    merged = _align_opsets(merged, part)
+    keep = [o.name for o in merged.graph.output if o.name not in drop] + list(new_outputs)
+    return compose.merge_models(merged, part, io_map=io_map, outputs=keep)
+
+
 def to_onnx(vec, heads: dict, n_features: int) -> onnx.ModelProto:
-    """``heads``: head -> fitted OneVsRest classifier (features -> probabilities)."""
+    """``heads``: head -> fitted OneVsRest classifier, or a list of them whose
+    probabilities are averaged (features -> probabilities)."""
     merged = _vectorizer_onnx(vec)
     for head, clf in heads.items():
-        part = _head_onnx(clf, head, n_features)
-        merged = _align_opsets(merged, part)
-        keep = [o.name for o in merged.graph.output] + [output_name(head)]
-        merged = compose.merge_models(merged, part, io_map=[(FEATURES, FEATURES)], outputs=keep)
+        members = clf if isinstance(clf, (list, tuple)) else [clf]
+        if len(members) == 1:
+            merged = _merge(merged, _head_onnx(members[0], head, n_features), [(FEATURES, FEATURES)], [output_name(head)])
+            continue
+        names = []
+        for i, m in enumerate(members):
+            sub = f"{head}__m{i}"
+            merged = _merge(merged, _head_onnx(m, sub, n_features), [(FEATURES, FEATURES)], [output_name(sub)])
+            names.append(output_name(sub))
+        n_labels = len(members[0].estimators_)
+        mean = _mean_onnx(names, output_name(head), n_labels)
+        merged = _merge(merged, mean, [(n, n) for n in names], [output_name(head)])
+        outs = [o for o in merged.graph.output if o.name not in names]
+        del merged.graph.output[:]
+        merged.graph.output.extend(outs)
     # The features themselves are an internal tensor, not an output.
     outs = [o for o in merged.graph.output if o.name != FEATURES]
     del merged.graph.output[:]

@@ -55,6 +55,38 @@ def per_label_diff(new: dict, old: dict | None) -> dict:
     return out
 
 
+def evaluation_metrics(ev: dict | None) -> dict:
+    """Flat MLflow metrics from the honest evaluation: grouped CV, time split, word list."""
+    out = {}
+    if not ev:
+        return out
+    for h, hd in ev["heads"].items():
+        for split, key in (("grouped", "grouped"), ("time", "time"), ("optimistic", "optimistic_grouped"),
+                           ("keyword_grouped", "keyword_grouped"), ("keyword_time", "keyword_time")):
+            m = hd.get(key)
+            if not m:
+                continue
+            for k in ("micro_f1", "macro_f1", "macro_f1_required", "macro_f1_headline"):
+                if k in m:
+                    out[f"{split}.{h}.{k}"] = m[k]
+            if split in ("grouped", "time"):
+                for lab, lm in m["labels"].items():
+                    out[f"{split}.{h}.{lab}.f1"] = lm["f1"]
+    return out
+
+
+def log_evaluation(report: dict, data_hash: str, st: Settings) -> str:
+    """One MLflow run for ``tagger-train evaluate --mlflow``: the figures and the report."""
+    mlflow = configure(st)
+    with mlflow.start_run(run_name="evaluate") as run:
+        mlflow.set_tags({"kind": "evaluate", "data_hash": data_hash})
+        mlflow.log_params({"data_hash": data_hash, "n_splits": report["n_splits"], "seed": report["seed"],
+                           **{f"model.{h}": hd["model"] for h, hd in report["evaluation"]["heads"].items()}})
+        mlflow.log_metrics(evaluation_metrics(report["evaluation"]))
+        mlflow.log_dict(report, "evaluation.json")
+    return f"evaluation logged as MLflow run {run.info.run_id}"
+
+
 def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print) -> dict:
     """Log params/metrics/artifacts, write the bundle (via ``bundle_writer(run_id) -> folder``),
     log it as the run's model, register it, and make it champion if CV is not worse."""
@@ -97,6 +129,7 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
                     metrics[f"{h}.{lab}.{k}"] = m[k]
         for h, d in result.parity["max_abs_diff"].items():
             metrics[f"onnx_parity.{h}.max_abs_diff"] = d
+        metrics.update(evaluation_metrics(result.manifest.get("evaluation")))
         mlflow.log_metrics(metrics)
         mlflow.log_dict(report, "cv_report.json")
         mlflow.log_text(cv_table(report), "cv_report.md")
@@ -106,7 +139,8 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
         for p in save_plots(result.cv, result.dataset, plots_dir):
             mlflow.log_artifact(str(p), artifact_path="plots")
 
-        result.manifest["mlflow"] = {"run_id": run_id, "experiment": EXPERIMENT, "tracking_uri": st.tracking_uri}
+        # No tracking URI: it is a path on the training machine, meaningless (and revealing) elsewhere.
+        result.manifest["mlflow"] = {"run_id": run_id, "experiment": EXPERIMENT}
         bundle = bundle_writer(run_id)
         example = pd.DataFrame({"text": ["对新引进的人工智能企业，按实际租金的50%给予最高100万元补贴。", "支持建设人工智能算力中心。"]})
         model = BundleModel()

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
+from .limits import BodyLimit, WorkPool
 from .metrics import Metrics
+from .security import require_read
 from .routes import clauses, documents, health, page, tag
 
 __all__ = ["create_app"]
@@ -32,13 +34,21 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
 
             app.state.tagger = load_tagger(st.model_dir, st.model_uri)
         yield
+        app.state.pool.shutdown()
 
     app = FastAPI(title="policy-clause-tagger", version="1", lifespan=lifespan)
     app.state.settings = st
     app.state.tagger = tagger
     app.state.store = None
     app.state.metrics = Metrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.state.pool = WorkPool(st.work_threads, st.work_queue)
+    app.add_middleware(app.state.metrics.asgi)
+    # Outermost: the byte count applies before any other layer reads the body.
+    app.add_middleware(
+        BodyLimit,
+        limits=lambda: {"/v1/documents": st.max_upload_bytes + 64 * 1024, "/v1/tag": st.max_json_bytes},
+        default=lambda: 64 * 1024,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -59,10 +69,12 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
         return JSONResponse(status_code=422, content={"error": type(exc).__name__, "message": str(exc)})
 
     app.include_router(health.router)
-    app.include_router(tag.router)
-    app.include_router(documents.router)
-    app.include_router(clauses.router)
-    app.include_router(page.router)
+    # Reads are open unless TAGGER_REQUIRE_KEY_FOR_READS=1; health and metrics stay open for probes.
+    guarded = [Depends(require_read)]
+    app.include_router(tag.router, dependencies=guarded)
+    app.include_router(documents.router, dependencies=guarded)
+    app.include_router(clauses.router, dependencies=guarded)
+    app.include_router(page.router)  # static HTML; the data it fetches is guarded
     app.include_router(app.state.metrics.router)
     return app
 

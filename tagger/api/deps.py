@@ -9,8 +9,9 @@ from fastapi import Depends, HTTPException, Request
 from ..config import Settings
 from ..model import Tagger
 from ..store import Store
+from .limits import WorkPool
 
-__all__ = ["TaggerDep", "SettingsDep", "StoreDep"]
+__all__ = ["TaggerDep", "SettingsDep", "StoreDep", "PoolDep"]
 
 
 def _tagger(request: Request) -> Tagger:
@@ -36,3 +37,10 @@ def _store(request: Request) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(_store)]
+
+
+def _pool(request: Request):
+    return request.app.state.pool
+
+
+PoolDep = Annotated[WorkPool, Depends(_pool)]

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.slow
 
 
 def _slice(tmp_path, n_docs: int) -> str:
+    """The first documents up to 2022 and a quarter from 2023 on, so the time split runs."""
+    from training.data import document_years
+
     recs = [json.loads(l) for l in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines()]
-    docs = sorted({r["doc"] for r in recs})[:n_docs]
+    years = document_years(ROOT / "labels" / "documents")
+    all_docs = sorted({r["doc"] for r in recs})
+    new = [d for d in all_docs if (years.get(d) or 0) > 2022][: n_docs // 4]
+    docs = [d for d in all_docs if d not in new][: n_docs - len(new)] + new
     p = tmp_path / f"slice{n_docs}.jsonl"
     p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs if r["doc"] in docs), encoding="utf-8")
     return str(p)
@@ -42,6 +48,11 @@ def test_train_registers_champion_and_exports_bundle(tmp_path):
     tagger = Tagger(out)
     manifest = tagger.manifest.raw
     assert manifest["cv"]["grouped_by"] == "document"
+    ev = manifest["evaluation"]
+    assert ev["protocol"]["time_split"]["test_documents"] == 10
+    assert ev["heads"]["measure"]["time"]["macro_f1"] is not None and ev["heads"]["topic"]["keyword_time"] is not None
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "time split (nested thresholds)" in card and "word list" in card
     run_id = manifest["mlflow"]["run_id"]
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'var' / 'mlflow.db'}")
@@ -51,6 +62,7 @@ def test_train_registers_champion_and_exports_bundle(tmp_path):
     run = client.get_run(run_id)
     assert run.data.params["data_hash"] == manifest["training_data"]["sha256"]
     assert "topic.logreg.macro_f1" in run.data.metrics and "cv_score" in run.data.metrics
+    assert "time.measure.macro_f1" in run.data.metrics and "keyword_time.industry.micro_f1" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"cv_report.json", "plots/pr_curves_measure.png", "plots/confusion_industry.png"} <= arts
 

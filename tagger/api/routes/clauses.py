@@ -1,19 +1,26 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
+import tempfile
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from ...errors import InvalidInput
 from ...store import ClauseQuery
+from ..schemas import check_strings
 from ...taxonomy import HEADS
 from ..deps import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["clauses"])
+log = logging.getLogger(__name__)
 
 Labels = Annotated[list[str] | None, Query()]
+MAX_LIST_VALUES = 200
 EXPORT_FIELDS = [
     "id", "doc", "doc_title", "region", "year", "section", "text", "topic", "measure", "industry",
     "amount_wan", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries", "top_score", "model",
@@ -28,6 +35,9 @@ def _split(values: list[str] | None) -> list[str]:
     return out
 
 
+Year = Annotated[int | None, Query(ge=1900, le=2100)]
+
+
 def clause_query(
     topic: Labels = None,
     measure: Labels = None,
@@ -37,16 +47,29 @@ def clause_query(
     industry_all: Labels = None,
     region: Labels = None,
     doc: Labels = None,
-    year_from: int | None = None,
-    year_to: int | None = None,
+    year_from: Year = None,
+    year_to: Year = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
-    min_amount: Annotated[float | None, Query(ge=0)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    min_amount: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     sort: Literal["amount", "year", "score", "position"] = "amount",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ClauseQuery:
+    lists = {"topic": topic, "measure": measure, "industry": industry, "topic_all": topic_all, "measure_all": measure_all,
+             "industry_all": industry_all, "region": region, "doc": doc}
+    for name, values in lists.items():
+        # SQLite refuses expression trees past ~1,000 terms; no real filter needs 200.
+        n = len(_split(values))
+        if n > MAX_LIST_VALUES:
+            raise InvalidInput(name, f"{n} values; at most {MAX_LIST_VALUES}")
+        for v in _split(values):
+            check_strings(v, name)
+            if len(v) > 200 or "\x00" in v:
+                raise InvalidInput(name, "values must be at most 200 characters, without NUL")
+    if q is not None:
+        check_strings(q, "q")
     return ClauseQuery(
         any_of={"topic": _split(topic), "measure": _split(measure), "industry": _split(industry)},
         all_of={"topic": _split(topic_all), "measure": _split(measure_all), "industry": _split(industry_all)},
@@ -74,45 +97,93 @@ def list_clauses(query: QueryDep, store: StoreDep) -> dict:
     return {"data": rows, "count": total, "facets": facets, "limit": query.limit, "offset": query.offset}
 
 
+# OWASP "CSV injection": Excel and LibreOffice run a cell that starts with one of these as a
+# formula (=HYPERLINK(...) exfiltrates, =cmd|... executes); a leading quote keeps it text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_CHUNK = 1 << 16
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 def _cell(v):
     if isinstance(v, list):
-        return ";".join(map(str, v))
-    return "" if v is None else v
+        v = ";".join(map(str, v))
+    if v is None:
+        return ""
+    if isinstance(v, str) and v.startswith(FORMULA_START):
+        return "'" + v
+    return v
+
+
+def _write_csv(rows, out) -> None:
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    text.write("\ufeff")  # so that Excel reads UTF-8
+    w = csv.writer(text)
+    w.writerow(EXPORT_FIELDS)
+    for r in rows:
+        w.writerow([_cell(r.get(k)) for k in EXPORT_FIELDS])
+    text.detach()  # flushes, and leaves `out` open for the response
+
+
+def _write_xlsx(rows, out) -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("clauses")
+
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    def cell(v):
+        v = _cell(v)
+        if isinstance(v, str):
+            # XLSX cannot hold control characters (openpyxl refuses them): drop them.
+            v = ILLEGAL_CHARACTERS_RE.sub("", v)
+        if isinstance(v, str) and v.startswith("'"):
+            # Typed explicitly: a string, whatever openpyxl would infer from the value.
+            c = WriteOnlyCell(ws, v)
+            c.data_type = "s"
+            return c
+        return v
+
+    try:
+        ws.append(EXPORT_FIELDS)
+        for r in rows:
+            ws.append([cell(r.get(k)) for k in EXPORT_FIELDS])
+    except Exception:
+        # openpyxl streams the sheet through a temporary file of its own: finish and remove
+        # it now instead of leaving it half-written until the server exits.
+        with contextlib.suppress(Exception):
+            ws.close()
+            ws._writer.cleanup()
+        raise
+    wb.save(out)
+
+
+def _chunks(f):
+    with f:
+        while chunk := f.read(EXPORT_CHUNK):
+            yield chunk
 
 
 @router.get("/clauses/export")
 def export(query: QueryDep, store: StoreDep, format: Literal["csv", "xlsx"] = "csv"):
-    """Every matching clause (not just one page) as CSV (UTF-8 with BOM, opens in Excel) or XLSX."""
-    rows = store.iter_all(query)
-    if format == "csv":
-        def gen():
-            buf = io.StringIO()
-            w = csv.writer(buf)
-            buf.write("\ufeff")
-            w.writerow(EXPORT_FIELDS)
-            for r in rows:
-                w.writerow([_cell(r.get(k)) for k in EXPORT_FIELDS])
-                if buf.tell() > 65536:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-            yield buf.getvalue()
+    """Every matching clause (not just one page) as CSV (UTF-8 with BOM, opens in Excel) or XLSX.
 
-        return StreamingResponse(gen(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": 'attachment; filename="clauses.csv"'})
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("clauses")
-    ws.append(EXPORT_FIELDS)
-    for r in rows:
-        ws.append([_cell(r.get(k)) for k in EXPORT_FIELDS])
-    out = io.BytesIO()
-    wb.save(out)
-    return StreamingResponse(
-        iter([out.getvalue()]),
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": 'attachment; filename="clauses.xlsx"'},
-    )
+    The file is built completely (in a temporary file, up to the store's export cap) before
+    the response starts: once a 200 is sent a failure can only cut the download short, so a
+    failure must happen first and be answered as an error."""
+    out = tempfile.TemporaryFile()
+    try:
+        (_write_csv if format == "csv" else _write_xlsx)(store.iter_all(query), out)
+    except Exception:
+        out.close()
+        log.exception("export of %s failed", format)
+        return JSONResponse(status_code=500, content={"error": "export_failed", "message": f"the {format} export failed; nothing was sent"})
+    size = out.seek(0, io.SEEK_END)
+    out.seek(0)
+    media = "text/csv; charset=utf-8" if format == "csv" else XLSX_TYPE
+    headers = {"Content-Disposition": f'attachment; filename="clauses.{format}"', "Content-Length": str(size)}
+    return StreamingResponse(_chunks(out), media_type=media, headers=headers)
 
 
 @router.get("/labels")

@@ -25,5 +25,8 @@ def ready(request: Request):
 
 @router.get("/model")
 def model(tagger: TaggerDep) -> dict:
-    """The bundle's manifest."""
-    return tagger.manifest.raw
+    """The bundle's manifest, without server-side locations (MLflow tracking URI)."""
+    raw = dict(tagger.manifest.raw)
+    if isinstance(raw.get("mlflow"), dict):
+        raw["mlflow"] = {k: v for k, v in raw["mlflow"].items() if k not in ("tracking_uri", "artifact_uri")}
+    return raw
