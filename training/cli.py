@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 # The shipped choice, from the variants table in models/policy-tagger/README.md.
 DEFAULT_FEATURES = "lexicon"
-DEFAULT_CANDIDATES = ("nb_logreg", "lgbm", "avg:nb_logreg+lgbm")
+DEFAULT_CANDIDATES = ("nb_logreg", "lgbm", "avg:nb_logreg+lgbm", "avg:logreg+lgbm")
 
 
 def _cfg(args):

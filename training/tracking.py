@@ -55,6 +55,14 @@ def per_label_diff(new: dict, old: dict | None) -> dict:
     return out
 
 
+def metric_names(metrics: dict) -> dict:
+    """MLflow metric names allow letters, digits, _ - . space : / only: a model spec such as
+    ``avg:nb_logreg+lgbm`` becomes ``avg:nb_logreg_lgbm``."""
+    import re
+
+    return {re.sub(r"[^\w\-. :/]", "_", k): v for k, v in metrics.items()}
+
+
 def evaluation_metrics(ev: dict | None) -> dict:
     """Flat MLflow metrics from the honest evaluation: grouped CV, time split, word list."""
     out = {}
@@ -82,7 +90,7 @@ def log_evaluation(report: dict, data_hash: str, st: Settings) -> str:
         mlflow.set_tags({"kind": "evaluate", "data_hash": data_hash})
         mlflow.log_params({"data_hash": data_hash, "n_splits": report["n_splits"], "seed": report["seed"],
                            **{f"model.{h}": hd["model"] for h, hd in report["evaluation"]["heads"].items()}})
-        mlflow.log_metrics(evaluation_metrics(report["evaluation"]))
+        mlflow.log_metrics(metric_names(evaluation_metrics(report["evaluation"])))
         mlflow.log_dict(report, "evaluation.json")
     return f"evaluation logged as MLflow run {run.info.run_id}"
 
@@ -130,7 +138,7 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
         for h, d in result.parity["max_abs_diff"].items():
             metrics[f"onnx_parity.{h}.max_abs_diff"] = d
         metrics.update(evaluation_metrics(result.manifest.get("evaluation")))
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(metric_names(metrics))
         mlflow.log_dict(report, "cv_report.json")
         mlflow.log_text(cv_table(report), "cv_report.md")
         diff = per_label_diff(report, old_report)

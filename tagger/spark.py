@@ -1,0 +1,307 @@
+"""Tag clauses and documents held in Spark DataFrames, record for record like ``tagger tag``.
+
+    from tagger.spark import tag_dataframe, tag_documents
+
+    tagged = tag_dataframe(spark.read.parquet("clauses.parquet"))   # id, text[, doc, section, ...]
+    tagged = tag_documents(spark.read.parquet("documents.parquet")) # doc, text[, title, region, year, ...]
+
+Needs ``pip install "policy-clause-tagger[spark]"`` on the driver and on every executor
+(the executors import this module and run the ONNX model), and a Java runtime for Spark.
+
+Output columns (:data:`CLAUSE_SCHEMA`, then the input's extra columns with their own types):
+
+    id        string            the input id as a string (``tagger tag`` does ``str(id)``)
+    doc       string            "" when the input has no ``doc`` column
+    section   string            "" when the input has no ``section`` column
+    text      string
+    topic     array<string>     label ids over the bundle's thresholds, in the bundle's order
+    measure   array<string>
+    industry  array<string>
+    scores    string            JSON text of {head: {label: probability}}, byte for byte the
+                                ``scores`` object of a ``tagger tag`` JSONL line (same keys, same
+                                order, probabilities rounded to 6 decimals). Kept as text so that
+                                equality with ``tagger tag`` is exact; for a typed column use
+                                ``F.from_json("scores", "map<string,map<string,double>>")``.
+    model     string            the bundle version
+
+Extra input columns pass through after these, as extra JSONL fields do in ``tagger tag``;
+an input column named like an output column (e.g. gold ``topic`` labels) is replaced, as
+there. Rows keep their input order within each partition (no shuffle). A row without an
+id or a text fails the task with a ``ValueError``: filter such rows out first.
+
+How the model travels: the driver reads the bundle folder's files (``manifest.json``,
+``model.onnx``, ``userdict.txt``, ~3 MB), loads them once to check them, and broadcasts
+their bytes (``SparkContext.addFile`` cannot ship a local folder to a cluster). On each
+executor they are written once into the application's Spark scratch folder, in a folder
+named by their SHA-256 (removed by Spark at the end), and each executor Python process
+keeps one :class:`~tagger.model.Tagger` per bundle digest, loaded on its first batch (one
+ONNX thread: Spark's task slots are the parallelism). Batches go through ``mapInPandas``
+(Arrow); ``batch_size`` clauses are tagged per call. Rows per Arrow batch are capped by
+``spark.sql.execution.arrow.maxRecordsPerBatch`` (default 10,000): lower it when
+documents are large.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+try:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError('tagger.spark needs pyspark, pandas and pyarrow: pip install "policy-clause-tagger[spark]"') from exc
+
+from .bundle import MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
+from .taxonomy import HEADS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame
+
+    from .model import Tagger
+
+__all__ = ["tag_dataframe", "tag_documents", "CLAUSE_SCHEMA"]
+
+#: The columns every output starts with, in ``tagger tag``'s field order.
+CLAUSE_SCHEMA = StructType(
+    [
+        StructField("id", StringType(), False),
+        StructField("doc", StringType(), True),
+        StructField("section", StringType(), True),
+        StructField("text", StringType(), False),
+        *(StructField(h, ArrayType(StringType(), False), False) for h in HEADS),
+        StructField("scores", StringType(), False),
+        StructField("model", StringType(), False),
+    ]
+)
+_OUTPUT_NAMES = frozenset(CLAUSE_SCHEMA.fieldNames())
+_SEGMENT_SCHEMA = StructType([StructField(n, StringType(), n in ("doc", "section")) for n in ("id", "doc", "section", "text")])
+_BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, USERDICT_FILE)  # what Tagger reads
+
+# Per Python process (driver or executor worker): bundle digest -> loaded Tagger.
+_TAGGERS: dict[str, "Tagger"] = {}
+_LOCK = threading.Lock()
+# Driver only: (application id, bundle digest) -> Broadcast of the bundle's files.
+_BROADCASTS: dict[tuple[str, str], object] = {}
+
+
+def _check_columns(df: "DataFrame", key_col: str, text_col: str) -> list[str]:
+    """The extra columns to pass through, after checking the key and text columns."""
+    cols = df.columns
+    for name in (key_col, text_col):
+        if name not in cols:
+            raise ValueError(f"column '{name}' not in the DataFrame (columns: {cols})")
+    if not isinstance(df.schema[text_col].dataType, StringType):
+        raise TypeError(f"column '{text_col}' must be a string column, not {df.schema[text_col].dataType.simpleString()}")
+    return [c for c in cols if c not in (key_col, text_col) and c not in _OUTPUT_NAMES]
+
+
+def tag_dataframe(df: "DataFrame", bundle_dir: str | Path | None = None, text_col: str = "text", id_col: str = "id", batch_size: int = 1000) -> "DataFrame":
+    """Tag a DataFrame of clauses (``id``, ``text``, optional ``doc``/``section``, any extras).
+
+    ``bundle_dir``: a model bundle folder readable by the driver; default: the bundle
+    ``tagger tag`` uses without ``--model`` (``TAGGER_MODEL_DIR``/``TAGGER_MODEL_URI``, else
+    the bundled model). Returns a lazy DataFrame with :data:`CLAUSE_SCHEMA` + extra columns.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    cols = df.columns
+    extras = _check_columns(df, id_col, text_col)
+    prepared = df.select(
+        _col(id_col).cast("string").alias("id"),
+        *((_col(n).cast("string") if n in cols else F.lit("")).alias(n) for n in ("doc", "section")),
+        _col(text_col).alias("text"),
+        *(_col(c) for c in extras),
+    )
+    bundle, digest = _ship_bundle(df.sparkSession, bundle_dir)
+    schema = StructType([*CLAUSE_SCHEMA.fields, *(df.schema[c] for c in extras)])
+    fn = functools.partial(_tag_batches, bundle=bundle, digest=digest, batch_size=batch_size, extras=tuple(extras))
+    return prepared.mapInPandas(fn, schema)
+
+
+def tag_documents(df: "DataFrame", bundle_dir: str | Path | None = None, text_col: str = "text", doc_col: str = "doc", batch_size: int = 1000) -> "DataFrame":
+    """Segment a DataFrame of documents (``doc``, ``text``, optional ``title``/``region``/``year``
+    and any extras) into clauses and tag them.
+
+    Segmentation is ``tagger segment``'s (:func:`~tagger.ingest.document_from_text`, then
+    :func:`~tagger.segment.segment`): a document read from ``path`` with
+    ``doc = doc_id_for(path)`` and ``text = read_text(path)`` gets the clause ids, sections
+    and labels that ``tagger tag path`` gives (a compilation gives ``doc``-01, -02, ...).
+    The document's other columns are repeated on each of its clauses, after the standard
+    columns.
+    """
+    extras = _check_columns(df, doc_col, text_col)
+    prepared = df.select(_col(doc_col).cast("string").alias("doc"), _col(text_col).alias("text"), *(_col(c) for c in extras))
+    schema = StructType([*_SEGMENT_SCHEMA.fields, *(df.schema[c] for c in extras)])
+    clauses = prepared.mapInPandas(functools.partial(_segment_batches, extras=tuple(extras)), schema)
+    return tag_dataframe(clauses, bundle_dir, batch_size=batch_size)
+
+
+# --- driver side ---------------------------------------------------------------------
+
+
+def _col(name: str):
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + str(len(files[name])).encode() + b"\0" + files[name])
+    return h.hexdigest()[:24]
+
+
+def _resolve_bundle(bundle_dir: str | Path | None) -> Path:
+    from .config import get_settings
+    from .model import resolve_bundle_dir
+
+    if bundle_dir is not None:
+        return Path(bundle_dir)
+    st = get_settings()
+    return resolve_bundle_dir(st.model_dir, st.model_uri)  # what `tagger tag` loads without --model
+
+
+def _ship_bundle(spark, bundle_dir: str | Path | None):
+    """Read the bundle on the driver, check it loads, and broadcast its files once per app."""
+    from .errors import InvalidBundle
+
+    folder = _resolve_bundle(bundle_dir)
+    files = {}
+    for name in _BUNDLE_FILES:
+        try:
+            files[name] = (folder / name).read_bytes()
+        except OSError as exc:
+            raise InvalidBundle(str(folder), f"{name}: {exc.strerror or exc}") from None
+    digest = _digest(files)
+    _load_tagger(digest, files)  # fails here, on the driver, with InvalidBundle's one line
+    try:
+        sc = spark.sparkContext
+    except Exception as exc:  # Spark Connect sessions have no SparkContext
+        raise NotImplementedError(f"tagger.spark needs a classic Spark session with a SparkContext ({type(exc).__name__})") from None
+    key = (sc.applicationId, digest)
+    if key not in _BROADCASTS:
+        for old in [k for k in _BROADCASTS if k[0] != sc.applicationId]:
+            del _BROADCASTS[old]  # left by a stopped session
+        _BROADCASTS[key] = sc.broadcast(files)
+    return _BROADCASTS[key], digest
+
+
+# --- both sides ----------------------------------------------------------------------
+
+
+def _scratch_dir() -> Path:
+    try:
+        from pyspark import SparkFiles
+
+        root = SparkFiles.getRootDirectory()  # per application; Spark removes it at the end
+        if root and os.path.isdir(root):
+            return Path(root)
+    except Exception:
+        pass
+    return Path(tempfile.gettempdir())
+
+
+def _folder_digest(folder: Path) -> str | None:
+    try:
+        return _digest({name: (folder / name).read_bytes() for name in _BUNDLE_FILES})
+    except OSError:
+        return None
+
+
+def _materialize(digest: str, files: dict[str, bytes]) -> Path:
+    """The bundle's files in a folder of their own, written once per machine and digest."""
+    base = _scratch_dir()
+    target = base / f"tagger-bundle-{digest}"
+    if _folder_digest(target) == digest:
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f".tagger-bundle-{digest}.", dir=base))
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+    try:
+        os.rename(tmp, target)  # atomic; fails if another process got there first
+        return target
+    except OSError:
+        if _folder_digest(target) == digest:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
+        return tmp  # the name is held by something else: keep this private copy
+
+
+def _load_tagger(digest: str, files) -> "Tagger":
+    """The process's Tagger for this bundle; ``files`` is a dict or a Broadcast of one."""
+    tagger = _TAGGERS.get(digest)
+    if tagger is None:
+        with _LOCK:
+            tagger = _TAGGERS.get(digest)
+            if tagger is None:
+                from .model import Tagger
+
+                data = files if isinstance(files, dict) else files.value
+                tagger = _TAGGERS[digest] = Tagger(_materialize(digest, data), threads=1)
+    return tagger
+
+
+# --- executor side (top-level functions: pickled by reference, so the caches persist) --
+
+
+def _check_rows(pdf: "pd.DataFrame", key: str, what: str) -> None:
+    import pandas as pd
+
+    bad = pdf[key].isna() | (pdf[key] == "") | pdf["text"].isna()
+    if bad.any():
+        first = pdf.loc[bad, key].iloc[0]
+        raise ValueError(
+            f"{int(bad.sum())} {what}(s) without a non-empty '{key}' or a string 'text' "
+            f"(first: {key}={None if pd.isna(first) else first!r}); filter them out before tagging"
+        )
+
+
+def _tag_batches(batches: Iterator["pd.DataFrame"], bundle, digest: str, batch_size: int, extras: tuple[str, ...]) -> Iterator["pd.DataFrame"]:
+    import pandas as pd
+
+    from .jsonio import dumps
+    from .tagging import tag_clauses
+
+    tagger = _load_tagger(digest, bundle)
+    for pdf in batches:
+        _check_rows(pdf, "id", "clause")
+        for start in range(0, len(pdf), batch_size):
+            part = pdf.iloc[start : start + batch_size]
+            # The code path of `tagger tag`: same batching-independent predictions, same record.
+            recs = tag_clauses(tagger, [{"id": i, "text": t} for i, t in zip(part["id"].tolist(), part["text"].tolist())])
+            part = part.reset_index(drop=True)
+            out = {n: part[n] for n in ("id", "doc", "section", "text")}
+            for h in HEADS:
+                out[h] = pd.Series([r[h] for r in recs], dtype=object)
+            out["scores"] = pd.Series([dumps(r["scores"]) for r in recs], dtype=object)
+            out["model"] = pd.Series([r["model"] for r in recs], dtype=object)
+            out.update((c, part[c]) for c in extras)
+            yield pd.DataFrame(out)
+
+
+def _segment_batches(batches: Iterator["pd.DataFrame"], extras: tuple[str, ...]) -> Iterator["pd.DataFrame"]:
+    import pandas as pd
+
+    from .ingest import document_from_text
+    from .segment import segment
+
+    for pdf in batches:
+        _check_rows(pdf, "doc", "document")
+        rows: dict[str, list] = {n: [] for n in ("id", "doc", "section", "text")}
+        owner: list[int] = []
+        for pos, (doc_id, text) in enumerate(zip(pdf["doc"].tolist(), pdf["text"].tolist())):
+            for doc in document_from_text(text, doc_id):
+                for clause in segment(doc):
+                    for k, v in clause.record().items():
+                        rows[k].append(v)
+                    owner.append(pos)
+        out = {k: pd.Series(v, dtype=object) for k, v in rows.items()}
+        out.update((c, pdf[c].iloc[owner].reset_index(drop=True)) for c in extras)
+        yield pd.DataFrame(out)
