@@ -34,6 +34,18 @@ def model_text(text: str) -> str:
     return " ".join(normalize_text(text).split("\n")).strip()
 
 
+def _merge_dashes(tokens: list[str]) -> list[str]:
+    """jieba keeps a run of hyphens ("--") as one token, jieba_next cuts it into single "-";
+    joining adjacent hyphen tokens gives both engines jieba's tokens (parity test)."""
+    out: list[str] = []
+    for t in tokens:
+        if out and t and out[-1] and not t.strip("-") and not out[-1].strip("-"):
+            out[-1] += t
+        else:
+            out.append(t)
+    return out
+
+
 class Tokenizer:
     """A private jieba instance with the user dictionary loaded once, at start-up."""
 
@@ -69,7 +81,7 @@ class Tokenizer:
             self._tok.add_word(parts[0], freq=freq)
 
     def tokens(self, text: str) -> list[str]:
-        return [t for t in self._tok.lcut(model_text(text)) if t.strip()]
+        return [t for t in _merge_dashes(self._tok.lcut(model_text(text))) if t.strip()]
 
     def __call__(self, text: str) -> str:
         # Empty/space tokens are dropped: ONNX does not collapse whitespace like sklearn.
