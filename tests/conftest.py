@@ -35,28 +35,40 @@ def run_cli(*args: str, cwd: Path = ROOT, input: str | None = None, env: dict | 
     )
 
 
-def serve(app):
-    """Run a FastAPI app under uvicorn on a free loopback port; yields the base URL."""
+def free_port() -> int:
     import socket
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, attempts: int = 300) -> None:
+    """Poll ``url`` until it answers 200 (a server starting in a thread or a process)."""
+    import time
+
+    import httpx
+
+    for _ in range(attempts):
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+def serve(app):
+    """Run a FastAPI app under uvicorn on a free loopback port; yields the base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    wait_until_up(url + "/v1/health", attempts=200)
     try:
         yield url
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 import zipfile
 
@@ -18,7 +17,7 @@ from tagger.api import create_app
 from tagger.config import Settings
 from tagger.model import Tagger
 
-from .conftest import ROOT, serve
+from .conftest import ROOT, free_port, serve, wait_until_up
 
 KEY = "test-key-0123456789"
 CLAUSE = "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"
@@ -151,7 +150,6 @@ def _rss_peak_mb(pid: int) -> float:
 def test_health_and_memory_under_three_concurrent_worst_case_uploads(tmp_path):
     """`tagger serve` as a pipeline runs it (default limits): three uploads of the largest
     accepted text at once, while /v1/health is polled."""
-    import socket
     import subprocess
     import sys
 
@@ -161,20 +159,13 @@ def test_health_and_memory_under_three_concurrent_worst_case_uploads(tmp_path):
     # Long lines: the clause limit (5,000) must not bind before the character limit.
     line = "第一条 对新引进的人工智能企业，按实际租金的50%给予最高100万元补贴，" * 5 + "支持其建设研发平台。\n"
     text = (line * (limit // len(line)))[: limit - 10].encode()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var")}
     proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/v1/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_up(url + "/v1/ready")
         # The uploads run in other processes: in this one their threads would hold the
         # client's GIL and the probe would time the client, not the server.
         doc = tmp_path / "big.txt"

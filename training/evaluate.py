@@ -1,4 +1,5 @@
-"""Grouped cross-validation, per-label thresholds, metrics and the keyword baseline.
+"""Grouped folds, per-label thresholds, metrics and the keyword rules (the runs themselves:
+``training/experiments.py``).
 
 Folds are grouped by document: clauses of one document share wording, so a random
 split would put near-duplicates on both sides and flatter the model.
@@ -7,7 +8,6 @@ split would put near-duplicates on both sides and flatter the model.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +18,8 @@ from sklearn.model_selection import GroupKFold
 from tagger.taxonomy import HEADS
 
 from .data import Dataset
-from .models import FeatureConfig, build_classifier, fit_vectorizer
 
-__all__ = ["grouped_folds", "cross_validate", "tune_thresholds", "scores", "keyword_baseline", "CVResult"]
+__all__ = ["grouped_folds", "tune_thresholds", "scores", "keyword_predict", "load_keyword_rules", "CVResult"]
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 
@@ -100,38 +99,6 @@ class CVResult:
         return round(float(np.mean([self.metrics[self.chosen[h]][h]["macro_f1"] for h in self.chosen])), 4)
 
 
-def cross_validate(ds: Dataset, cfg: FeatureConfig, kinds=("logreg", "lgbm"), n_splits: int = 5, seed: int = 0, log=print) -> CVResult:
-    folds = grouped_folds(ds, n_splits, seed)
-    texts = np.array(ds.texts, dtype=object)
-    res = CVResult()
-    for kind in kinds:
-        res.oof[kind] = {h: np.zeros(ds.Y[h].shape, dtype=np.float64) for h in HEADS}
-    for k, (tr, te) in enumerate(folds):
-        vec = fit_vectorizer(cfg, texts[tr])
-        Xtr = vec.transform(texts[tr])
-        Xte = vec.transform(texts[te])
-        for kind in kinds:
-            for h in HEADS:
-                y = ds.Y[h][tr]
-                clf = build_classifier(kind, seed)
-                with warnings.catch_warnings():
-                    # A label absent from one training fold gets a constant predictor: expected.
-                    warnings.simplefilter("ignore", UserWarning)
-                    clf.fit(Xtr, y)
-                res.oof[kind][h][te] = clf.predict_proba(Xte)
-        log(f"  fold {k + 1}/{n_splits}: train {len(tr)}, test {len(te)} clauses ({len(set(ds.docs[i] for i in te))} documents)")
-    for kind in kinds:
-        res.thresholds[kind], res.metrics[kind] = {}, {}
-        for h in HEADS:
-            th = tune_thresholds(ds.Y[h], res.oof[kind][h])
-            res.thresholds[kind][h] = th
-            res.metrics[kind][h] = scores(ds.Y[h], (res.oof[kind][h] >= th).astype(int), ds.taxonomy.labels[h])
-    for h in HEADS:
-        res.chosen[h] = max(kinds, key=lambda kd: (res.metrics[kd][h]["macro_f1"], kd == "logreg"))
-    res.baseline = keyword_baseline(ds, folds)
-    return res
-
-
 def load_keyword_rules(path: Path | None = None) -> dict[str, dict[str, list[str]]]:
     path = path or Path(__file__).with_name("keyword_rules.yaml")
     return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -140,19 +107,6 @@ def load_keyword_rules(path: Path | None = None) -> dict[str, dict[str, list[str
 def keyword_predict(texts, rules: dict[str, dict[str, list[str]]], head: str, labels: tuple[str, ...]) -> np.ndarray:
     pats = [re.compile("|".join(map(re.escape, rules.get(head, {}).get(l, []))) or r"(?!x)x") for l in labels]
     return np.array([[1 if p.search(t) else 0 for p in pats] for t in texts], dtype=int)
-
-
-def keyword_baseline(ds: Dataset, folds) -> dict[str, dict]:
-    """Keyword rules (the guide's typical words) scored on the same test folds.
-
-    Rules do not learn, so pooling the fold predictions equals scoring every clause once.
-    """
-    rules = load_keyword_rules()
-    covered = np.concatenate([te for _, te in folds])
-    texts = [ds.texts[i] for i in covered]
-    return {
-        h: scores(ds.Y[h][covered], keyword_predict(texts, rules, h, ds.taxonomy.labels[h]), ds.taxonomy.labels[h]) for h in HEADS
-    }
 
 
 OOF_FORMAT = "policy-tagger-oof/1"

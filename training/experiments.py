@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -238,9 +238,6 @@ class Variant:
     name: str
     features: str
     specs: dict  # head -> ModelSpec
-
-    def with_features(self, fset: str) -> "Variant":
-        return replace(self, features=fset)
 
 
 def _same(spec: ModelSpec) -> dict:

@@ -16,7 +16,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-__all__ = ["FeatureConfig", "Featurizer", "fit_vectorizer", "lexicon_matrix", "build_classifier", "CANDIDATES", "TOKEN_PATTERN"]
+__all__ = ["FeatureConfig", "Featurizer", "fit_vectorizer", "lexicon_matrix", "build_classifier", "TOKEN_PATTERN"]
 
 # Tokens are jieba words joined by single spaces; ONNX must split exactly the same way.
 TOKEN_PATTERN = r"[^ ]+"
@@ -160,5 +160,3 @@ def build_classifier(kind: str, seed: int = 0):
         raise ValueError(f"unknown classifier kind {kind!r}")
     return OneVsRestClassifier(base)
 
-
-CANDIDATES = ("logreg", "lgbm")

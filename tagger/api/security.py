@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 
-__all__ = ["ReadAccess", "WriteAccess", "require_write", "require_json", "same_origin_or_none", "is_loopback"]
+__all__ = ["require_read", "require_write", "require_json", "same_origin_or_none", "is_loopback"]
 
 
 def is_loopback(host: str) -> bool:
@@ -93,6 +92,3 @@ def require_json(request: Request) -> None:
     if ctype != "application/json":
         raise HTTPException(status_code=415, detail=f"send the body as application/json (got {ctype or 'no content type'!r})")
 
-
-WriteAccess = Annotated[None, Depends(require_write)]
-ReadAccess = Annotated[None, Depends(require_read)]
