@@ -1,6 +1,8 @@
-"""Build hook: the wheel carries the default model bundle and the taxonomy as package data.
+"""Build hook: the wheel carries the default model bundle, the taxonomy and the override
+rules as package data.
 
-Both live once in git (``models/policy-tagger/``, ``labels/taxonomy.yaml``). ``build_py``
+They live once in git (``models/policy-tagger/``, ``labels/taxonomy.yaml``,
+``labels/overrides.yaml``). ``build_py``
 copies them into the package's build folder as ``tagger/_data/...``, where
 ``tagger.locations`` finds them in an installed package; ``get_source_files`` puts them in
 the sdist, so a wheel built from the sdist has them too. An editable install skips the
@@ -21,6 +23,9 @@ from setuptools.errors import FileError
 PACKAGED = {
     "models/policy-tagger": "tagger/_data/models/policy-tagger",
     "labels/taxonomy.yaml": "tagger/_data/labels/taxonomy.yaml",
+    # The reviewed override rules (tagger/overrides.py): part of what an installed tagger
+    # outputs, so they travel with the bundle; TAGGER_OVERRIDES_FILE replaces them.
+    "labels/overrides.yaml": "tagger/_data/labels/overrides.yaml",
 }
 DATA_ROOT = "tagger/_data"
 REQUIRED = ("models/policy-tagger/manifest.json", "models/policy-tagger/model.onnx", "models/policy-tagger/userdict.txt", "labels/taxonomy.yaml")

@@ -1,10 +1,13 @@
 """Tagging speed and memory, printed as numbers (no assertions: targets live here, not in tests).
 
-    python benchmarks/bench_tagging.py [--requests 2000] [--concurrency 8]
+    pip install -e ".[bench]"       # fastText, the reference
+    python benchmarks/bench_tagging.py [--requests 4000] [--concurrency 8] [--only batch,api]
 
-Prints: tokeniser and ONNX throughput, `tagger tag` clauses/s on the whole corpus
-(features included, subprocess), API single-clause latency p50/p99 under concurrent
-load, batch endpoint clauses/s, peak RSS of the CLI and of the server.
+Prints, from one run: `tagger tag` JSONL -> JSONL next to fastText on the same input
+(clauses/s, CPU-s, and their ratios), tokeniser and model throughput in process (sparse
+path and the ONNX graph), `tagger tag` on the whole corpus from documents (peak RSS),
+`--evidence` cost, API single-clause latency p50/p99 and requests/s at 1, 8 and 32
+clients, batch endpoint clauses/s, server peak RSS and start-up to ready.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def corpus_texts() -> list[str]:
@@ -43,16 +46,17 @@ def bench_inprocess(texts: list[str]) -> None:
         toks = tok.batch(texts)
         print(f"tokeniser {engine:<10}: {len(texts) / (time.perf_counter() - t):,.0f} clauses/s (1 core)")
     tagger = Tagger(ROOT / "models" / "policy-tagger")
-    for bs in (1, 64, 1000):
-        t = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t < 3:
-            for i in range(0, len(toks), bs):
-                tagger.probabilities_tokens(toks[i : i + bs])
-                n += len(toks[i : i + bs])
-                if time.perf_counter() - t > 3:
-                    break
-        print(f"onnx only, batch {bs:>4}: {n / (time.perf_counter() - t):,.0f} clauses/s")
+    for name, fn in (("sparse path", tagger.probabilities_tokens), ("ONNX graph ", tagger.onnx_probabilities_tokens)):
+        for bs in (1, 64, 1000):
+            t = time.perf_counter()
+            n = 0
+            while time.perf_counter() - t < 3:
+                for i in range(0, len(toks), bs):
+                    fn(toks[i : i + bs])
+                    n += len(toks[i : i + bs])
+                    if time.perf_counter() - t > 3:
+                        break
+            print(f"model only, {name}, batch {bs:>4}: {n / (time.perf_counter() - t):,.0f} clauses/s (1 core)")
 
 
 def bench_cli() -> None:
@@ -73,8 +77,29 @@ def bench_cli() -> None:
         print(f"tagger tag, whole corpus ({n} clauses, documents in, start-up included): {dt:.1f}s = {n / dt:,.0f} clauses/s; peak RSS {rss / 1024:.0f} MiB")
 
 
-def bench_cli_large(texts: list[str], copies: int = 8) -> None:
-    """Steady-state rate on a larger JSONL input (start-up amortised), 1 and 2 workers."""
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, child processes included) of a command."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def bench_vs_fasttext(texts: list[str], copies: int = 4, runs: int = 3) -> None:
+    """`tagger tag` against fastText end to end on the same JSONL, side by side, median of runs.
+
+    Both read JSONL, tokenise with jieba-next, predict all three heads, write JSONL with
+    labels and per-label scores; start-up is included on both sides."""
+    ft = ROOT / "benchmarks" / "fasttext_reference.py"
+    import importlib.util
+
+    if importlib.util.find_spec("fasttext") is None:
+        print("fastText reference: not installed (pip install -e '.[bench]'); skipped")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.jsonl"
         with src.open("w", encoding="utf-8") as fh:
@@ -82,12 +107,29 @@ def bench_cli_large(texts: list[str], copies: int = 8) -> None:
                 for i, t in enumerate(texts):
                     fh.write(json.dumps({"id": f"{k}-{i}", "text": t}, ensure_ascii=False) + "\n")
         n = len(texts) * copies
-        for workers in (1, 2):
-            out = Path(tmp) / f"out{workers}.jsonl"
-            t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(out), "-q", "--workers", str(workers)], check=True, cwd=ROOT)
-            dt = time.perf_counter() - t
-            print(f"tagger tag, {n} JSONL clauses, {workers} worker(s): {dt:.1f}s = {n / dt:,.0f} clauses/s (start-up included)")
+        ft_dir = Path(tmp) / "ft"
+        subprocess.run([sys.executable, str(ft), "train", "--dir", str(ft_dir)], check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+        rows = {
+            "tagger tag, 1 worker": lambda o: [sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", o, "-q", "--workers", "1"],
+            "tagger tag, 2 workers": lambda o: [sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", o, "-q", "--workers", "2"],
+            "fastText (1 process)": lambda o: [sys.executable, str(ft), "tag", str(src), o, "--dir", str(ft_dir)],
+        }
+        res = {}
+        for name, cmd in rows.items():
+            walls, cpus = [], []
+            for r in range(runs):
+                out = str(Path(tmp) / f"out-{len(res)}-{r}.jsonl")
+                w, c = _timed(cmd(out))
+                walls.append(w)
+                cpus.append(c)
+            res[name] = (statistics.median(walls), statistics.median(cpus))
+        print(f"batch, {n:,} JSONL clauses -> JSONL, median of {runs} (start-up included):")
+        for name, (w, c) in res.items():
+            print(f"  {name:<22} {w:6.2f} s wall {n / w:8,.0f} clauses/s   {c:6.2f} CPU-s  {c / n * 1e6:6.0f} CPU-us/clause")
+        fw, fc = res["fastText (1 process)"]
+        for name in ("tagger tag, 1 worker", "tagger tag, 2 workers"):
+            w, c = res[name]
+            print(f"  ratio {name} / fastText: throughput {fw / w:.2f}x (>= 1 wanted), CPU per clause {c / fc:.2f}x (<= 1 wanted)")
 
 
 def _free_port() -> int:
@@ -103,78 +145,87 @@ def _rss_kb(pid: int, key: str = "VmHWM") -> int:
     return 0
 
 
-def bench_api(texts: list[str], n_requests: int, concurrency: int) -> None:
+def bench_api(texts: list[str], n_requests: int, clients: tuple[int, ...], workers: int = 2) -> None:
+    """Single-clause POST /v1/tag against `tagger serve --workers N`, load generator on the
+    same cores (benchmarks/loadgen.py: ~30 us of client CPU per request)."""
+    from loadgen import build_requests, run_load
+
     import httpx
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port)], cwd=ROOT)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port), "--workers", str(workers)], cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        while True:
             try:
                 if httpx.get(url + "/v1/ready").status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.1)
-        lat: list[float] = []
-        lock = threading.Lock()
-        counter = iter(range(n_requests))
-
-        def worker():
-            with httpx.Client(base_url=url, timeout=30) as c:
-                for i in counter:
-                    body = {"clauses": [{"id": str(i), "text": texts[i % len(texts)]}]}
-                    t = time.perf_counter()
-                    r = c.post("/v1/tag", json=body)
-                    dt = time.perf_counter() - t
-                    assert r.status_code == 200
-                    with lock:
-                        lat.append(dt)
-
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        lat.sort()
-        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-        print(f"API single clause, {concurrency} concurrent clients, {len(lat)} requests: p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, {len(lat) / wall:,.0f} req/s")
-
-        if concurrency == 1:
-            return
-        with httpx.Client(base_url=url, timeout=120) as c:
+                time.sleep(0.05)
+            if time.perf_counter() - t0 > 120:
+                raise RuntimeError("server did not start")
+        print(f"API start-up to ready ({workers} workers): {time.perf_counter() - t0:.2f} s")
+        bodies = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in texts[:2000]]
+        for path, label in (("/v1/tag?evidence=false", "evidence=false"), ("/v1/tag", "with evidence (default)")):
+            reqs = build_requests(url, bodies, path=path)
+            run_load(url, reqs, 2, 200)  # warm-up
+            for c in clients:
+                n = n_requests if "false" in path else max(200, n_requests // 10)
+                r = run_load(url, reqs, c, n)
+                print(f"API single clause, {label}, {c:>2} clients, {r['requests']} requests: p50 {r['p50_ms']:.1f} ms, "
+                      f"p99 {r['p99_ms']:.1f} ms, {r['rps']:,.0f} req/s, errors {r['errors']}")
+        with httpx.Client(base_url=url, timeout=300) as c:
             for size in (100, 1000):
                 body = {"clauses": [{"id": str(i), "text": texts[i % len(texts)]} for i in range(size)]}
-                c.post("/v1/tag", json=body)  # warm-up
+                c.post("/v1/tag?evidence=false", json=body)  # warm-up
                 t = time.perf_counter()
                 reps = max(3, 5000 // size)
                 for _ in range(reps):
-                    assert c.post("/v1/tag", json=body).status_code == 200
+                    assert c.post("/v1/tag?evidence=false", json=body).status_code == 200
                 dt = time.perf_counter() - t
-                print(f"API batch endpoint, {size} clauses/request: {size * reps / dt:,.0f} clauses/s")
+                print(f"API batch endpoint (evidence=false), {size} clauses/request: {size * reps / dt:,.0f} clauses/s")
     finally:
-        if concurrency > 1:
-            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-            rss = sum(_rss_kb(int(p)) for p in [proc.pid, *kids] if Path(f"/proc/{p}").exists())
-            print(f"server peak RSS (sum over processes): {rss / 1024:.0f} MiB")
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        grand = [g for k in kids for g in subprocess.run(["pgrep", "-P", k], capture_output=True, text=True).stdout.split()]
+        rss = sum(_rss_kb(int(p)) for p in [proc.pid, *kids, *grand] if Path(f"/proc/{p}").exists())
+        print(f"server peak RSS (sum over {1 + len(kids) + len(grand)} processes): {rss / 1024:.0f} MiB")
         proc.terminate()
-        proc.wait(10)
+        proc.wait(30)
+
+
+def bench_evidence(texts: list[str], n: int = 1000) -> None:
+    """`tagger tag --evidence` against without, same 1,000 clauses, 2 workers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.jsonl"
+        with src.open("w", encoding="utf-8") as fh:
+            for i, t in enumerate(texts[:n]):
+                fh.write(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n")
+        for flag in ([], ["--evidence"]):
+            w, c = _timed([sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(Path(tmp) / f"o{len(flag)}.jsonl"), "-q", *flag])
+            print(f"tagger tag {' '.join(flag) or '(no evidence)':<14} {n} clauses: {w:.1f} s = {n / w:,.0f} clauses/s, {c / n * 1e3:.2f} CPU-ms/clause")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--only", default="batch,inprocess,cli,evidence,api", help="comma-separated sections: batch,inprocess,cli,evidence,api")
     args = ap.parse_args()
     texts = corpus_texts()
     print(f"machine: {os.cpu_count()} cores; corpus {len(texts)} clauses")
     bench_inprocess(texts)
-    bench_cli()
-    bench_cli_large(texts)
-    for conc in (1, args.concurrency):
-        bench_api(texts, args.requests, conc)
+    if "batch" in args.only:
+        bench_vs_fasttext(texts)
+    if "inprocess" in args.only:
+        bench_inprocess(texts)
+    if "cli" in args.only:
+        bench_cli()
+    if "evidence" in args.only:
+        bench_evidence(texts)
+    if "api" in args.only:
+        bench_api(texts, args.requests, (1, args.concurrency, 32))
 
 
 if __name__ == "__main__":

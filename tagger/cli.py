@@ -137,9 +137,11 @@ def _add_labels(sub) -> None:
     s.add_argument("--file")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_labels_stats)
+    from .cli_overrides import add_overrides
     from .cli_review import add_labels_io
 
     add_labels_io(lsub)
+    add_overrides(lsub)
 
 
 class _Progress:
@@ -177,11 +179,11 @@ def _worker_init(folder: str) -> None:
     _WORKER_TAGGER = Tagger(Path(folder), threads=1)
 
 
-def _worker_tag(batch: list[dict]) -> list[str]:
+def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None) -> list[str]:
     from .jsonio import dumps
     from .tagging import tag_clauses
 
-    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch)]
+    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides)]
 
 
 def _first_clause_id(files: list[Path]) -> str | None:
@@ -205,9 +207,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from .jsonio import dumps
     from .model import load_tagger
     from .resume import OutputRefused, open_output
-    from .tagging import batched, iter_input_clauses, tag_clauses
+    from .tagging import batched, iter_input_clauses, resolve_overrides, tag_clauses
 
     tagger = load_tagger(Path(args.model) if args.model else None)
+    # The override rules are read once per run (a malformed file stops here, with one line):
+    # every record of the run, and the -o resume check, carry the same model stamp.
+    overrides = resolve_overrides(tagger)
+    version = overrides.version(tagger.version)
     errors: list[str] = []
     failed_files = 0
     reported = 0
@@ -216,7 +222,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     writer = None
     if args.output and args.output != "-":
         try:
-            writer = open_output(Path(args.output), files, tagger.version, lambda: _first_clause_id(files), args.force)
+            writer = open_output(Path(args.output), files, version, lambda: _first_clause_id(files), args.force, evidence=args.evidence)
         except OutputRefused as exc:
             _err(str(exc))
             return EXIT_USAGE
@@ -224,7 +230,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
             _err(f"-o {args.output}: {exc.strerror or exc}")
             return EXIT_FAILED
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
-    workers = args.workers or min(4, os.cpu_count() or 1)
+    # The cores this process may run on (a container's CPU set, not the host's count).
+    workers = args.workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
     def report_errors() -> None:
         nonlocal reported
@@ -253,7 +260,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         batches = batched(pending(), args.batch_size)
         if workers <= 1:
             for batch in batches:
-                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch)]
+                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch, evidence=args.evidence, overrides=overrides)]
             return
         # Tokenising is pure Python: worker processes tag batches in parallel. The main
         # process reads the input itself (so input errors surface here, not in a pool
@@ -261,10 +268,18 @@ def cmd_tag(args: argparse.Namespace) -> int:
         # yields results in input order.
         from collections import deque
 
-        with mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(str(tagger.folder),)) as pool:
+        # Forked workers inherit the loaded tagger (tokeniser dictionary, sparse tables):
+        # loading it again per worker cost ~1.5 CPU-s each. Only the ONNX-graph path loads
+        # per worker, because onnxruntime's threads do not survive a fork.
+        global _WORKER_TAGGER
+        if tagger.serving == "sparse":
+            _WORKER_TAGGER, init, initargs = tagger, None, ()
+        else:
+            init, initargs = _worker_init, (str(tagger.folder),)
+        with mp.get_context("fork").Pool(workers, initializer=init, initargs=initargs) as pool:
             inflight: deque = deque()
             for batch in batches:
-                inflight.append(pool.apply_async(_worker_tag, (batch,)))
+                inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides)))
                 if len(inflight) >= 2 * workers:
                     yield inflight.popleft().get()
             while inflight:
@@ -287,7 +302,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         progress.close()
     report_errors()
     if not args.quiet and writer:
-        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {tagger.version}", file=sys.stderr)
+        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {version}", file=sys.stderr)
     return EXIT_FAILED if failed_files or reported else EXIT_OK
 
 
@@ -298,14 +313,13 @@ def _add_tag(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an -o file that is not a previous output of these inputs and model (never a folder or an input)")
     p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR, else the bundled model; see README, Where the data is)")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--workers", type=int, default=0, help="tagging processes (default: 1 per core, at most 4)")
+    p.add_argument("--workers", type=int, default=0, help="tagging processes (default: one per available core)")
+    p.add_argument("--evidence", action="store_true", help="add 'evidence': the text spans behind each label (occlusion; ~20x slower, see README)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_tag)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .api import create_app
     from .config import get_settings
     from .model import load_tagger
@@ -316,10 +330,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.0001)
     # Load (and check) the bundle before binding the port: a bad bundle never serves.
     tagger = load_tagger(Path(args.model) if args.model else None)
-    # One process. uvicorn's --workers mode was measured at a constant ~48 ms per request
-    # here (1 ms in one process), so scale out with several instances behind a balancer.
-    uvicorn.run(create_app(st, tagger=tagger), host=args.host or st.host, port=args.port or st.port, log_level=args.log_level, access_log=False)
-    return EXIT_OK
+    from .tagging import resolve_overrides
+
+    resolve_overrides(tagger, st.overrides_file)  # nor does a malformed overrides file
+    workers = args.workers if args.workers is not None else st.web_workers
+    if workers < 1:
+        _err(f"--workers must be at least 1 (got {workers})")
+        return EXIT_USAGE
+    if workers > 1 and tagger.serving != "sparse":
+        # onnxruntime's threads do not survive a fork; the ONNX-graph path serves in one process.
+        _err("--workers > 1 needs a bundle with the sparse serving path (tagger-train compile-sparse)")
+        return EXIT_USAGE
+    from .api.server import run_server
+
+    if workers > 1:
+        import dataclasses
+
+        # Each web worker has its own process pool for large documents: share the budget
+        # instead of multiplying it (memory is one bundle copy per pool process).
+        st = dataclasses.replace(st, work_processes=max(1, st.work_process_count // workers) if st.work_process_count else 0)
+    return run_server(lambda: create_app(st, tagger=tagger), args.host or st.host, st.port if args.port is None else args.port,
+                      workers=workers, log_level=args.log_level)
 
 
 def _add_serve(sub) -> None:
@@ -328,6 +359,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR, else the bundled model; see README, Where the data is)")
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--workers", type=int, help="worker processes sharing the port (default: TAGGER_WEB_WORKERS, 1)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -339,15 +371,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     st = get_settings()
     store = Store(args.database_url or st.db_url)
     tagger = load_tagger(Path(args.model) if args.model else None)
+    from .tagging import resolve_overrides
+
+    overrides = resolve_overrides(tagger)  # read once: one model stamp for the whole run
     docs = _Documents(args.paths)
     totals: dict[str, int] = {}
-    for res in ingest_documents(store, tagger, docs):
+    for res in ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides):
         totals[res.status] = totals.get(res.status, 0) + 1
         if args.verbose:
             print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
     c = store.counts()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
-    print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {tagger.version})", file=sys.stderr)
+    print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {overrides.version(tagger.version)})", file=sys.stderr)
     return EXIT_FAILED if docs.failed else EXIT_OK
 
 
@@ -356,6 +391,7 @@ def _add_ingest(sub) -> None:
     p.add_argument("paths", nargs="+")
     p.add_argument("--database-url", help="default: TAGGER_DATABASE_URL, else tagger.db in the var folder (README, Where the data is)")
     p.add_argument("--model", help="bundle folder")
+    p.add_argument("--no-evidence", action="store_true", help="store without the evidence spans (tagging is then ~20x faster)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_ingest)
 

@@ -9,7 +9,9 @@ follow the rule in :mod:`tagger.locations`:
   and ``var/`` (SQLite store, MLflow, registry cache) in the user data folder
   ``platformdirs.user_data_dir("policy-clause-tagger")``.
 
-``TAGGER_MODEL_DIR``, ``TAGGER_LABELS_DIR`` and ``TAGGER_VAR_DIR`` override either.
+``TAGGER_MODEL_DIR``, ``TAGGER_LABELS_DIR`` and ``TAGGER_VAR_DIR`` override either;
+``TAGGER_OVERRIDES_FILE`` (default ``overrides.yaml`` in the labels folder) names the
+override rules.
 ``labels/clauses.jsonl`` and ``labels/documents/`` (labeling and training) exist only in
 a checkout or under a ``TAGGER_LABELS_DIR`` that holds them.
 """
@@ -41,6 +43,12 @@ class Settings:
     model_uri: str = field(default_factory=lambda: _env("model_uri", ""))
     labels_dir: Path = field(default_factory=lambda: Path(_env("labels_dir", str(default_locations().labels_dir))))
     var_dir: Path = field(default_factory=lambda: Path(_env("var_dir", str(default_locations().var_dir))))
+    # Reviewed correction rules applied after the model (tagger.overrides); re-read when the
+    # file changes. Default: overrides.yaml beside the taxonomy (labels/ in a checkout, the
+    # wheel's packaged copy when installed); a missing file means no rules.
+    overrides_file: Path = field(
+        default_factory=lambda: Path(_env("overrides_file", str(Path(_env("labels_dir", str(default_locations().labels_dir))) / "overrides.yaml")))
+    )
     database_url: str = field(default_factory=lambda: _env("database_url", ""))
     mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", ""))
     # Request limits, sized so that the worst accepted request stays under ~200 MB of
@@ -53,10 +61,19 @@ class Settings:
     # more requests may wait for them; the next one gets 503 + Retry-After.
     work_threads: int = field(default_factory=lambda: int(_env("work_threads", "2")))
     work_queue: int = field(default_factory=lambda: int(_env("work_queue", "16")))
+    # Documents and /v1/tag requests of more than work_process_min_clauses clauses run in
+    # this many worker processes (each loads the bundle, ~250 MB), so that they do not hold
+    # the server's GIL; -1: as many as work_threads; 0: none (all in the threads above).
+    work_processes: int = field(default_factory=lambda: int(_env("work_processes", "-1")))
+    work_process_min_clauses: int = field(default_factory=lambda: int(_env("work_process_min_clauses", "50")))
+    # The worker processes run this much nicer (lower priority) than the server.
+    work_process_nice: int = field(default_factory=lambda: int(_env("work_process_nice", "5")))
     # Writes need one of these keys (Authorization: Bearer …); see tagger.api.security.
     api_keys: tuple[str, ...] = field(default_factory=lambda: tuple(k.strip() for k in _env("api_keys", "").split(",") if k.strip()))
     allow_anonymous_writes: bool = field(default_factory=lambda: _env("allow_anonymous_writes", "") in ("1", "true", "yes"))
     require_key_for_reads: bool = field(default_factory=lambda: _env("require_key_for_reads", "") in ("1", "true", "yes"))
+    # `tagger serve` worker processes (forked after the model is loaded; see tagger.api.server).
+    web_workers: int = field(default_factory=lambda: int(_env("web_workers", "1")))
     host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
     port: int = field(default_factory=lambda: int(_env("port", "8000")))
 
@@ -71,6 +88,10 @@ class Settings:
     @property
     def taxonomy_file(self) -> Path:
         return self.labels_dir / "taxonomy.yaml"
+
+    @property
+    def work_process_count(self) -> int:
+        return self.work_threads if self.work_processes < 0 else self.work_processes
 
     @property
     def db_url(self) -> str:

@@ -67,8 +67,18 @@ class Tokenizer:
             self.engine = "jieba"
         logging.getLogger("jieba").setLevel(logging.WARNING)
         self._tok = mod.Tokenizer()
-        self._tok.initialize()
-        self._load_userdict()
+        if self.engine == "jieba_next" and hasattr(self._tok, "_ensure_rust_prefix"):
+            # jieba_next builds its Rust prefix table in initialize() and again after
+            # add_word() drops it: build it once, after the user dictionary (~0.5 s saved).
+            self._tok._ensure_rust_prefix = lambda: None
+            try:
+                self._tok.initialize()
+                self._load_userdict()
+            finally:
+                del self._tok._ensure_rust_prefix
+        else:
+            self._tok.initialize()
+            self._load_userdict()
 
     def _load_userdict(self) -> None:
         # add_word rather than load_userdict: same behaviour in jieba and jieba_next,

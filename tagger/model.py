@@ -6,6 +6,7 @@ is pulled from the registry with ``TAGGER_MODEL_URI``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,7 @@ class Prediction:
 
 
 class Tagger:
-    def __init__(self, folder: Path, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, folder: Path, threads: int | None = None, serving: str | None = None, self_test: bool = True):
         self.folder = Path(folder)
         self.manifest: Manifest = read_manifest(self.folder)
         model_path = self.folder / MODEL_FILE
@@ -42,25 +41,68 @@ class Tagger:
         want = self.manifest.tokenizer.get("userdict_sha256")
         if want and userdict_hash(ud) != want:
             raise InvalidBundle(str(self.folder), f"{USERDICT_FILE} does not match the hash in the manifest")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        n = threads if threads is not None else int(os.environ.get("TAGGER_ONNX_THREADS", "0"))
-        if n:
-            opts.intra_op_num_threads = n
-        if n == 1:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own private exception types
-            raise InvalidBundle(str(self.folder), f"{MODEL_FILE} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
-        self._check_graph()
+        self._threads = threads if threads is not None else int(os.environ.get("TAGGER_ONNX_THREADS", "0"))
+        self._session = None
         self.tokenizer = Tokenizer(ud)
         self.heads = HEADS
         self._labels = {h: self.manifest.labels(h) for h in HEADS}
         self._th = {h: np.asarray(self.manifest.thresholds(h), dtype=np.float32) for h in HEADS}
         self._outputs = [self.manifest.output(h) for h in HEADS]
+        self.sparse = None
+        self.serving = self._choose_serving(serving or os.environ.get("TAGGER_SERVING", "auto"))
+        if self.serving == "onnx":
+            self._check_graph()
         self.predict_tokens(["人工智能"])  # fail at start-up, not on the first request
-        self._self_test()
+        if self_test:
+            self._self_test()
+
+    @property
+    def session(self):
+        """The ONNX graph's session, created on first use: the sparse path never needs it,
+        and a process that forks workers must not hold onnxruntime threads."""
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            n = self._threads
+            if n:
+                opts.intra_op_num_threads = n
+            if n == 1:
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            model_path = self.folder / MODEL_FILE
+            try:
+                self._session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own private exception types
+                raise InvalidBundle(str(self.folder), f"{MODEL_FILE} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
+        return self._session
+
+    def _choose_serving(self, want: str) -> str:
+        """"sparse" (the default when the bundle has it: same numbers, several times faster)
+        or "onnx" (the graph itself; release checks and bundles without sparse files)."""
+        if want not in ("auto", "sparse", "onnx"):
+            raise InvalidBundle(str(self.folder), f"unknown serving path {want!r} (TAGGER_SERVING: auto, sparse or onnx)")
+        declared = self.manifest.raw.get("serving")
+        if want == "onnx" or (want == "auto" and not declared):
+            return "onnx"
+        if not isinstance(declared, dict) or not isinstance(declared.get("files"), dict):
+            raise InvalidBundle(str(self.folder), "the manifest declares no sparse serving files (run tagger-train compile-sparse)")
+        from .sparse import SparseModel
+
+        want = declared["files"].get(MODEL_FILE)
+        if want and hashlib.sha256((self.folder / MODEL_FILE).read_bytes()).hexdigest() != want:
+            raise InvalidBundle(str(self.folder), f"{MODEL_FILE} does not match the hash in the manifest")
+        self.sparse = SparseModel(self.folder, declared["files"])
+        for h in HEADS:
+            # The manifest must still describe the graph the sparse tables were compiled from.
+            got = self.sparse.heads.get(h, {})
+            if got.get("output") != self.manifest.output(h):
+                raise InvalidBundle(str(self.folder), f"head '{h}': ONNX output '{self.manifest.output(h)}' not in graph outputs "
+                                    f"(the sparse tables were compiled for '{got.get('output')}')")
+            if got.get("n_labels") != len(self._labels[h]):
+                raise InvalidBundle(str(self.folder), f"head '{h}': ONNX output has {got.get('n_labels')} columns, "
+                                    f"manifest lists {len(self._labels[h])} labels")
+        return "sparse"
 
     @property
     def version(self) -> str:
@@ -111,6 +153,18 @@ class Tagger:
     CHUNK = 64
 
     def probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if not token_texts:
+            return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
+        if self.sparse is not None:
+            out = self.sparse.probabilities(token_texts)
+            for h in HEADS:
+                if out[h].shape != (len(token_texts), len(self._labels[h])):
+                    raise InvalidBundle(str(self.folder), f"head '{h}': sparse path returned shape {out[h].shape}")
+            return out
+        return self.onnx_probabilities_tokens(token_texts)
+
+    def onnx_probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The ONNX graph itself, whatever the serving path (parity checks)."""
         if not token_texts:
             return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
         parts = []

@@ -49,8 +49,9 @@ class OutputRefused(TaggerError):
     """``-o`` names something the run must not overwrite; the message says how to force."""
 
 
-def previous_output_problem(path: Path, version: str, first_id: Callable[[], str | None]) -> str | None:
-    """Why ``path`` is not a previous output of this input and model, or None if it is."""
+def previous_output_problem(path: Path, version: str, first_id: Callable[[], str | None], evidence: bool | None = None) -> str | None:
+    """Why ``path`` is not a previous output of this input and model (and, unless
+    ``evidence`` is None, of a run with or without ``--evidence``), or None if it is."""
     with open(path, "rb") as fh:
         head = fh.readline(_MAX_RECORD)
     if not head:
@@ -72,13 +73,18 @@ def previous_output_problem(path: Path, version: str, first_id: Callable[[], str
         return "is not tagger output"
     if rec["model"] != version:
         return f"was tagged by model {rec['model']!r}, not {version}"
+    if evidence is not None and ("evidence" in rec) != evidence:
+        # Resuming would mix records with and without evidence in one file.
+        return "was tagged " + ("without" if evidence else "with") + " --evidence"
     fid = first_id()
     if rec["id"] != fid:
         return f"starts with clause {rec['id']!r}, " + (f"the input with {fid!r}" if fid is not None else "but the input has no clause")
     return None
 
 
-def open_output(out: Path, inputs: Iterable[Path], version: str, first_id: Callable[[], str | None], force: bool = False) -> "ResumableWriter":
+def open_output(
+    out: Path, inputs: Iterable[Path], version: str, first_id: Callable[[], str | None], force: bool = False, evidence: bool | None = None
+) -> "ResumableWriter":
     """Check what ``-o out`` would overwrite (rules in the module docstring) and open it.
 
     ``first_id`` is called only if an existing file has to be compared with the input.
@@ -103,12 +109,12 @@ def open_output(out: Path, inputs: Iterable[Path], version: str, first_id: Calla
             raise OutputRefused(f"-o {out}: {p} is not a regular file; give a file path (--force never replaces it)")
     keep_partial = True
     if partial.exists():
-        why = previous_output_problem(partial, version, fid)
+        why = previous_output_problem(partial, version, fid, evidence)
         if why and not force:
             raise OutputRefused(f"-o {out}: {partial} {why}; delete it, or add --force to start it afresh")
         keep_partial = not why
     if out.exists() and not force:
-        why = previous_output_problem(out, version, fid)
+        why = previous_output_problem(out, version, fid, evidence)
         if why:
             raise OutputRefused(f"-o {out}: {out} exists and {why}; use another -o, or add --force to overwrite it")
     return ResumableWriter(out, version, verify_out=not force, keep_partial=keep_partial)

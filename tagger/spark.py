@@ -22,7 +22,10 @@ Output columns (:data:`CLAUSE_SCHEMA`, then the input's extra columns with their
                                 order, probabilities rounded to 6 decimals). Kept as text so that
                                 equality with ``tagger tag`` is exact; for a typed column use
                                 ``F.from_json("scores", "map<string,map<string,double>>")``.
-    model     string            the bundle version
+    model     string            the bundle version (+ the override rules' stamp, as ``tagger tag``)
+    provenance map<string,map<string,string>>  {head: {label: "model" | "override:<rule id>"}}
+    evidence  string            only with ``evidence=True``: JSON text of ``tagger tag --evidence``'s
+                                ``evidence`` object (spans behind each label, :mod:`tagger.evidence`)
 
 Extra input columns pass through after these, as extra JSONL fields do in ``tagger tag``;
 an input column named like an output column (e.g. gold ``topic`` labels) is replaced, as
@@ -54,7 +57,7 @@ from typing import TYPE_CHECKING, Iterator
 
 try:
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, MapType, StringType, StructField, StructType
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('tagger.spark needs pyspark, pandas and pyarrow: pip install "policy-clause-tagger[spark]"') from exc
 
@@ -79,11 +82,26 @@ CLAUSE_SCHEMA = StructType(
         *(StructField(h, ArrayType(StringType(), False), False) for h in HEADS),
         StructField("scores", StringType(), False),
         StructField("model", StringType(), False),
+        StructField("provenance", MapType(StringType(), MapType(StringType(), StringType(), False), False), False),
     ]
 )
+_EVIDENCE_FIELD = StructField("evidence", StringType(), False)
 _OUTPUT_NAMES = frozenset(CLAUSE_SCHEMA.fieldNames())
 _SEGMENT_SCHEMA = StructType([StructField(n, StringType(), n in ("doc", "section")) for n in ("id", "doc", "section", "text")])
-_BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, USERDICT_FILE)  # what Tagger reads
+_BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, USERDICT_FILE)  # what Tagger reads, plus the sparse serving file if declared
+
+
+def _bundle_files(folder: Path) -> tuple[str, ...]:
+    import json
+
+    from .sparse import SPARSE_FILE
+
+    try:
+        serving = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("serving") or {}
+    except (OSError, ValueError, AttributeError):
+        return _BUNDLE_FILES  # Tagger reports the broken manifest with its own message
+    # Only the known file name, never a path taken from the manifest.
+    return _BUNDLE_FILES + (SPARSE_FILE,) if isinstance(serving, dict) and serving else _BUNDLE_FILES
 
 # Per Python process (driver or executor worker): bundle digest -> loaded Tagger.
 _TAGGERS: dict[str, "Tagger"] = {}
@@ -103,17 +121,28 @@ def _check_columns(df: "DataFrame", key_col: str, text_col: str) -> list[str]:
     return [c for c in cols if c not in (key_col, text_col) and c not in _OUTPUT_NAMES]
 
 
-def tag_dataframe(df: "DataFrame", bundle_dir: str | Path | None = None, text_col: str = "text", id_col: str = "id", batch_size: int = 1000) -> "DataFrame":
+def tag_dataframe(
+    df: "DataFrame",
+    bundle_dir: str | Path | None = None,
+    text_col: str = "text",
+    id_col: str = "id",
+    batch_size: int = 1000,
+    evidence: bool = False,
+    overrides_file: str | Path | None = None,
+) -> "DataFrame":
     """Tag a DataFrame of clauses (``id``, ``text``, optional ``doc``/``section``, any extras).
 
     ``bundle_dir``: a model bundle folder readable by the driver; default: the bundle
     ``tagger tag`` uses without ``--model`` (``TAGGER_MODEL_DIR``/``TAGGER_MODEL_URI``, else
-    the bundled model). Returns a lazy DataFrame with :data:`CLAUSE_SCHEMA` + extra columns.
+    the bundled model). Returns a lazy DataFrame with :data:`CLAUSE_SCHEMA` + extra columns;
+    with ``evidence`` (``tagger tag --evidence``, ~20x slower) an ``evidence`` column after
+    ``provenance``. Override rules (``overrides_file``, default ``TAGGER_OVERRIDES_FILE``) are
+    read on the driver, once, and travel with the job: executors need no copy of the file.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     cols = df.columns
-    extras = _check_columns(df, id_col, text_col)
+    extras = [c for c in _check_columns(df, id_col, text_col) if not (evidence and c == "evidence")]
     prepared = df.select(
         _col(id_col).cast("string").alias("id"),
         *((_col(n).cast("string") if n in cols else F.lit("")).alias(n) for n in ("doc", "section")),
@@ -121,12 +150,23 @@ def tag_dataframe(df: "DataFrame", bundle_dir: str | Path | None = None, text_co
         *(_col(c) for c in extras),
     )
     bundle, digest = _ship_bundle(df.sparkSession, bundle_dir)
-    schema = StructType([*CLAUSE_SCHEMA.fields, *(df.schema[c] for c in extras)])
-    fn = functools.partial(_tag_batches, bundle=bundle, digest=digest, batch_size=batch_size, extras=tuple(extras))
+    from .tagging import resolve_overrides
+
+    ov = resolve_overrides(_TAGGERS[digest], overrides_file)  # a malformed file fails here, on the driver
+    schema = StructType([*CLAUSE_SCHEMA.fields, *([_EVIDENCE_FIELD] if evidence else []), *(df.schema[c] for c in extras)])
+    fn = functools.partial(_tag_batches, bundle=bundle, digest=digest, batch_size=batch_size, extras=tuple(extras), evidence=evidence, overrides=ov)
     return prepared.mapInPandas(fn, schema)
 
 
-def tag_documents(df: "DataFrame", bundle_dir: str | Path | None = None, text_col: str = "text", doc_col: str = "doc", batch_size: int = 1000) -> "DataFrame":
+def tag_documents(
+    df: "DataFrame",
+    bundle_dir: str | Path | None = None,
+    text_col: str = "text",
+    doc_col: str = "doc",
+    batch_size: int = 1000,
+    evidence: bool = False,
+    overrides_file: str | Path | None = None,
+) -> "DataFrame":
     """Segment a DataFrame of documents (``doc``, ``text``, optional ``title``/``region``/``year``
     and any extras) into clauses and tag them.
 
@@ -135,13 +175,13 @@ def tag_documents(df: "DataFrame", bundle_dir: str | Path | None = None, text_co
     ``doc = doc_id_for(path)`` and ``text = read_text(path)`` gets the clause ids, sections
     and labels that ``tagger tag path`` gives (a compilation gives ``doc``-01, -02, ...).
     The document's other columns are repeated on each of its clauses, after the standard
-    columns.
+    columns. ``evidence``, ``overrides_file``: as :func:`tag_dataframe`.
     """
     extras = _check_columns(df, doc_col, text_col)
     prepared = df.select(_col(doc_col).cast("string").alias("doc"), _col(text_col).alias("text"), *(_col(c) for c in extras))
     schema = StructType([*_SEGMENT_SCHEMA.fields, *(df.schema[c] for c in extras)])
     clauses = prepared.mapInPandas(functools.partial(_segment_batches, extras=tuple(extras)), schema)
-    return tag_dataframe(clauses, bundle_dir, batch_size=batch_size)
+    return tag_dataframe(clauses, bundle_dir, batch_size=batch_size, evidence=evidence, overrides_file=overrides_file)
 
 
 # --- driver side ---------------------------------------------------------------------
@@ -174,7 +214,7 @@ def _ship_bundle(spark, bundle_dir: str | Path | None):
 
     folder = _resolve_bundle(bundle_dir)
     files = {}
-    for name in _BUNDLE_FILES:
+    for name in _bundle_files(folder):
         try:
             files[name] = (folder / name).read_bytes()
         except OSError as exc:
@@ -210,7 +250,7 @@ def _scratch_dir() -> Path:
 
 def _folder_digest(folder: Path) -> str | None:
     try:
-        return _digest({name: (folder / name).read_bytes() for name in _BUNDLE_FILES})
+        return _digest({name: (folder / name).read_bytes() for name in _bundle_files(folder)})
     except OSError:
         return None
 
@@ -263,7 +303,9 @@ def _check_rows(pdf: "pd.DataFrame", key: str, what: str) -> None:
         )
 
 
-def _tag_batches(batches: Iterator["pd.DataFrame"], bundle, digest: str, batch_size: int, extras: tuple[str, ...]) -> Iterator["pd.DataFrame"]:
+def _tag_batches(
+    batches: Iterator["pd.DataFrame"], bundle, digest: str, batch_size: int, extras: tuple[str, ...], evidence: bool = False, overrides=None
+) -> Iterator["pd.DataFrame"]:
     import pandas as pd
 
     from .jsonio import dumps
@@ -275,13 +317,18 @@ def _tag_batches(batches: Iterator["pd.DataFrame"], bundle, digest: str, batch_s
         for start in range(0, len(pdf), batch_size):
             part = pdf.iloc[start : start + batch_size]
             # The code path of `tagger tag`: same batching-independent predictions, same record.
-            recs = tag_clauses(tagger, [{"id": i, "text": t} for i, t in zip(part["id"].tolist(), part["text"].tolist())])
+            recs = tag_clauses(
+                tagger, [{"id": i, "text": t} for i, t in zip(part["id"].tolist(), part["text"].tolist())], evidence=evidence, overrides=overrides
+            )
             part = part.reset_index(drop=True)
             out = {n: part[n] for n in ("id", "doc", "section", "text")}
             for h in HEADS:
                 out[h] = pd.Series([r[h] for r in recs], dtype=object)
             out["scores"] = pd.Series([dumps(r["scores"]) for r in recs], dtype=object)
             out["model"] = pd.Series([r["model"] for r in recs], dtype=object)
+            out["provenance"] = pd.Series([r["provenance"] for r in recs], dtype=object)
+            if evidence:
+                out["evidence"] = pd.Series([dumps(r["evidence"]) for r in recs], dtype=object)
             out.update((c, part[c]) for c in extras)
             yield pd.DataFrame(out)
 

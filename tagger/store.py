@@ -28,11 +28,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
+    case,
     create_engine,
     delete,
     exists,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -41,11 +44,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .facts import extract_facts
+from .facts import AMOUNT_KINDS, extract_facts
 from .ingest import Document
 from .taxonomy import HEADS
 
-__all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url", "ingest_documents"]
+__all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url", "ingest_documents", "add_missing_columns"]
 
 metadata = MetaData()
 
@@ -81,11 +84,19 @@ clauses = Table(
     Column("amount_wan", Float, nullable=True, index=True),
     Column("amount_per_year", Boolean, nullable=False, default=False),
     Column("amount_text", Text, nullable=False, default=""),
+    # cap | budget | ratio | statistic (tagger.facts): what amount_wan is. Sorting and min_amount
+    # use caps unless asked otherwise, so that a province's budget does not top a firm's cap.
+    Column("amount_kind", String(20), nullable=True, index=True),
     Column("ratio_pct", Float, nullable=True),
     Column("duration_years", Float, nullable=True),
     Column("beneficiaries", JSON, nullable=False),
     Column("top_score", Float, nullable=False, default=0.0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # {head: {label: [{start, end, text, weight}]}} (tagger.evidence); NULL when tagged without
+    # it. Nullable, so that add_missing_columns can add both to an older database.
+    # none_as_null: a record without evidence is SQL NULL, not the JSON text 'null'.
+    Column("evidence", JSON(none_as_null=True), nullable=True),
+    Column("provenance", JSON(none_as_null=True), nullable=True),  # {head: {label: "model" | "override:<id>"}}
 )
 
 clause_tags = Table(
@@ -103,6 +114,74 @@ INGEST_ATTEMPTS = 5
 SQLITE_BUSY_TIMEOUT_S = 60
 
 SORTS = {"amount": clauses.c.amount_wan, "score": clauses.c.top_score, "year": documents.c.year, "position": clauses.c.position}
+
+
+def _amount(q: "ClauseQuery"):
+    """The amount that counts for ``q``: amount_wan where the clause's amount is of the chosen
+    kind, NULL elsewhere (such rows sort with the clauses that name no amount)."""
+    if q.amount_kind == "any":
+        return clauses.c.amount_wan
+    if q.amount_kind not in AMOUNT_KINDS:
+        raise ValueError(f"amount_kind must be one of {AMOUNT_KINDS + ('any',)}, not {q.amount_kind!r}")
+    return case((clauses.c.amount_kind == q.amount_kind, clauses.c.amount_wan), else_=None)
+
+
+def add_missing_columns(conn, meta: MetaData = metadata) -> list[tuple[str, str]]:
+    """Add the columns of ``meta``'s tables that an existing database lacks; returns the
+    (table, column) pairs added.
+
+    The store has no migrations: ``create_all`` creates missing tables but leaves existing
+    ones alone, so a database written by an older version (var/tagger.db) would fail on the
+    first SELECT of a newer column. A new column must therefore be nullable (or have a server
+    default): ALTER TABLE ADD COLUMN cannot fill a NOT NULL column in existing rows. Indexes
+    declared on added columns are created too. Works on SQLite and PostgreSQL; call it inside
+    the transaction that runs ``create_all`` (the DDL is transactional on both)."""
+    insp = inspect(conn)
+    prep = conn.dialect.identifier_preparer
+    added: list[tuple[str, str]] = []
+    for table in meta.sorted_tables:
+        if not insp.has_table(table.name, schema=table.schema):
+            continue  # create_all makes it whole
+        have = {c["name"] for c in insp.get_columns(table.name, schema=table.schema)}
+        missing = [c for c in table.columns if c.name not in have]
+        for col in missing:
+            if not col.nullable and col.server_default is None:
+                raise RuntimeError(
+                    f"cannot add NOT NULL column {table.name}.{col.name} to an existing database: "
+                    "declare it nullable or give it a server_default"
+                )
+            ddl = f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(col)} {col.type.compile(dialect=conn.dialect)}"
+            if col.server_default is not None:
+                arg = col.server_default.arg  # text("0") or a plain string
+                ddl += " DEFAULT " + (arg.text if hasattr(arg, "text") else "'" + str(arg).replace("'", "''") + "'")
+            if not col.nullable:
+                ddl += " NOT NULL"
+            conn.execute(text(ddl))
+            added.append((table.name, col.name))
+        names = {c.name for c in missing}
+        for index in table.indexes:
+            if names & {c.name for c in index.columns}:
+                index.create(conn, checkfirst=True)
+    return added
+
+
+def _refresh_facts(conn) -> None:
+    """Recompute the facts columns of stored clauses from their text (run once, when the
+    ``amount_kind`` column is added to an older database): re-ingesting would not do it, as an
+    unchanged document with an unchanged model is skipped."""
+    rows = conn.execute(select(clauses.c.id, clauses.c.text)).all()
+    if not rows:
+        return
+    params = []
+    for cid, body in rows:
+        f = extract_facts(body)
+        # Parameter names must differ from the column names (SQLAlchemy reserves those).
+        params.append({"cid": cid, **{"p_" + k: getattr(f, k) for k in _FACT_COLUMNS}})
+    stmt = update(clauses).where(clauses.c.id == bindparam("cid")).values({k: bindparam("p_" + k) for k in _FACT_COLUMNS})
+    conn.execute(stmt, params)
+
+
+_FACT_COLUMNS = ("amount_wan", "amount_per_year", "amount_text", "amount_kind", "ratio_pct", "duration_years", "beneficiaries")
 
 
 def engine_url(url: str) -> str:
@@ -129,6 +208,7 @@ class ClauseQuery:
     docs: list[str] = field(default_factory=list)
     min_score: float | None = None
     min_amount: float | None = None
+    amount_kind: str = "cap"  # whose amounts count for sort=amount and min_amount: a kind or "any"
     text: str | None = None
     sort: str = "amount"
     order: str = "desc"
@@ -176,6 +256,9 @@ class Store:
                 # Concurrent CREATE TABLEs of one schema fail on PostgreSQL's catalog; one at a time.
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('tagger.store.create_all'))"))
             metadata.create_all(conn)
+            added = add_missing_columns(conn)
+            if ("clauses", "amount_kind") in added:
+                _refresh_facts(conn)
 
     # ---- writing -------------------------------------------------------------------
     def ingest(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
@@ -199,6 +282,20 @@ class Store:
                 time.sleep(0.05 * attempt)
         return self._ingest_once(doc, tagged, model_version)  # the last attempt raises what it meets
 
+    @staticmethod
+    def _lacks_evidence(conn, doc_id: str) -> bool:
+        return conn.execute(select(clauses.c.id).where(clauses.c.doc == doc_id, clauses.c.evidence.is_(None)).limit(1)).first() is not None
+
+    def is_current(self, doc: Document, model_version: str, evidence: bool = False) -> bool:
+        """True if ``ingest`` would find ``doc`` unchanged: same text, same model stamp, and
+        (``evidence``) evidence stored. Lets ``ingest_documents`` skip tagging it at all."""
+        digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(documents.c.content_sha256, documents.c.model).where(documents.c.id == doc.id)).first()
+            if row is None or row.content_sha256 != digest or row.model != model_version:
+                return False
+            return not (evidence and self._lacks_evidence(conn, doc.id))
+
     def _ingest_once(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
         digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
         now = datetime.now(timezone.utc)
@@ -209,7 +306,9 @@ class Store:
                 select(documents.c.content_sha256, documents.c.model).where(documents.c.id == doc.id).with_for_update()
             ).first()
             if row is not None and row.content_sha256 == digest and row.model == model_version:
-                return IngestResult(doc.id, "unchanged", len(tagged))
+                # Stored without evidence and now tagged with it: store the evidence (retag).
+                if not (tagged and "evidence" in tagged[0] and self._lacks_evidence(conn, doc.id)):
+                    return IngestResult(doc.id, "unchanged", len(tagged))
             status = "inserted" if row is None else ("retagged" if row.content_sha256 == digest else "replaced")
             meta = {
                 "title": doc.title or "",
@@ -258,11 +357,14 @@ class Store:
             "amount_wan": f.amount_wan,
             "amount_per_year": f.amount_per_year,
             "amount_text": f.amount_text,
+            "amount_kind": f.amount_kind,
             "ratio_pct": f.ratio_pct,
             "duration_years": f.duration_years,
             "beneficiaries": f.beneficiaries,
             "top_score": float(top),
             "updated_at": now,
+            "evidence": rec.get("evidence"),
+            "provenance": rec.get("provenance"),
         }
 
     # ---- reading -------------------------------------------------------------------
@@ -292,7 +394,7 @@ class Store:
         if q.docs:
             conds.append(clauses.c.doc.in_(q.docs))
         if q.min_amount is not None:
-            conds.append(clauses.c.amount_wan >= q.min_amount)
+            conds.append(_amount(q) >= q.min_amount)
         if q.text:
             conds.append(clauses.c.text.contains(q.text, autoescape=True))
         return and_(*conds) if conds else None
@@ -319,7 +421,7 @@ class Store:
         return rows, total, facets
 
     def _page(self, q: ClauseQuery, limit: int | None = None):
-        col = SORTS.get(q.sort, clauses.c.amount_wan)
+        col = _amount(q) if q.sort == "amount" else SORTS.get(q.sort, clauses.c.amount_wan)
         key = col.desc() if q.order == "desc" else col.asc()
         # NULL amounts/years last whatever the direction; ties broken by document order.
         stmt = self._base(self._COLS, q).order_by(col.is_(None), key, clauses.c.doc, clauses.c.position)
@@ -361,16 +463,55 @@ class Store:
                 "clauses": conn.execute(select(func.count()).select_from(clauses)).scalar_one(),
             }
 
+    def document(self, doc_id: str) -> dict | None:
+        """One document's metadata and all its clauses in position order (the page's document
+        view), or None. Clause rows have the shape of :meth:`query` rows so that the page
+        renders both with the same code."""
+        with self.engine.connect() as conn:
+            meta = conn.execute(select(documents).where(documents.c.id == doc_id)).first()
+            if meta is None:
+                return None
+            stmt = self._base(self._COLS, ClauseQuery(docs=[doc_id])).order_by(clauses.c.position)
+            rows = [self._row(r) for r in conn.execute(stmt)]
+        info = dict(meta._mapping)
+        info["ingested_at"] = info["ingested_at"].isoformat() if info.get("ingested_at") else None
+        return {"document": info, "clauses": rows}
 
-def ingest_documents(store: Store, tagger, docs: Iterable[Document]) -> list[IngestResult]:
-    """Segment, tag and store documents one by one (``tagger ingest``)."""
+    def year_counts(self, q: ClauseQuery, head: str = "measure") -> tuple[dict, dict]:
+        """Over all clauses matching ``q`` (paging ignored): ({(year, label): clauses with that
+        ``head`` label}, {year: matching clauses}); year is None for undated documents."""
+        m = self._base([clauses.c.id.label("cid"), documents.c.year.label("year")], q).subquery()
+        by_label = (
+            select(m.c.year, clause_tags.c.label, func.count())
+            .select_from(m.join(clause_tags, clause_tags.c.clause_id == m.c.cid))
+            .where(clause_tags.c.head == head)
+            .group_by(m.c.year, clause_tags.c.label)
+        )
+        by_year = select(m.c.year, func.count()).group_by(m.c.year)
+        with self.engine.connect() as conn:
+            cells = {(y, lab): int(n) for y, lab, n in conn.execute(by_label)}
+            totals = {y: int(n) for y, n in conn.execute(by_year)}
+        return cells, totals
+
+
+def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None) -> list[IngestResult]:
+    """Segment, tag and store documents one by one (``tagger ingest``, which asks for the
+    evidence). The override rules are read once (``overrides``: see
+    :func:`tagger.tagging.resolve_overrides`); their stamp is part of the model version, so
+    an edited rules file re-tags stored documents. A document already stored as it would be
+    now is not tagged again (evidence costs time)."""
     from .segment import segment
-    from .tagging import tag_clauses
+    from .tagging import resolve_overrides, tag_clauses
 
+    ov = resolve_overrides(tagger, overrides)
+    version = ov.version(tagger.version)
     results = []
     for doc in docs:
         recs = [c.record() for c in segment(doc)]
-        tagged = tag_clauses(tagger, recs) if recs else []
-        results.append(store.ingest(doc, tagged, tagger.version))
+        if store.is_current(doc, version, evidence):
+            results.append(IngestResult(doc.id, "unchanged", len(recs)))
+            continue
+        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov) if recs else []
+        results.append(store.ingest(doc, tagged, version))
     return results
 

@@ -2,8 +2,13 @@
 
 Output record (the contract other tools consume; keep it exact):
     id, doc, section, text, topic [ids], measure [ids], industry [ids],
-    scores {head: {label: probability}}, model (bundle version)
+    scores {head: {label: probability}}, model (bundle version, "+ov.<sha8>" with override
+    rules), provenance {head: {label: "model" | "override:<rule id>"}},
+    evidence {head: {label: [{start, end, text, weight}]}} (only when asked for)
 Extra fields of an input record pass through after these.
+
+Override rules (labels/overrides.yaml, :mod:`tagger.overrides`) apply here, after the
+model, so that every path (CLI, API, store, Spark) gets them; evidence: :mod:`tagger.evidence`.
 """
 
 from __future__ import annotations
@@ -14,34 +19,77 @@ from typing import Iterable, Iterator
 
 from .errors import InvalidInput, TaggerError
 from .model import Tagger
+from .overrides import Overrides, current_overrides
 from .taxonomy import HEADS
 
-__all__ = ["OUTPUT_FIELDS", "tag_clauses", "iter_input_clauses", "batched", "validate_clause", "BATCH_SIZE"]
+__all__ = ["OUTPUT_FIELDS", "tag_clauses", "model_version", "resolve_overrides", "iter_input_clauses", "batched", "validate_clause", "BATCH_SIZE"]
 
 OUTPUT_FIELDS = ("id", "doc", "section", "text", *HEADS, "scores", "model")
 BATCH_SIZE = 512
 
 
-def _record(clause: dict, pred, version: str) -> dict:
+def _record(clause: dict, labels: dict, scores: dict, version: str, provenance: dict, evidence: dict | None) -> dict:
     out = {
         "id": clause["id"],
         "doc": clause.get("doc", ""),
         "section": clause.get("section", ""),
         "text": clause["text"],
-        **{h: pred.labels[h] for h in HEADS},
-        "scores": pred.scores,
+        **{h: labels[h] for h in HEADS},
+        "scores": scores,
         "model": version,
+        "provenance": provenance,
     }
+    if evidence is not None:
+        out["evidence"] = evidence
     for k, v in clause.items():
         if k not in out:
             out[k] = v
     return out
 
 
-def tag_clauses(tagger: Tagger, clauses: list[dict]) -> list[dict]:
-    """Tag a batch in one vectorisation pass; order is kept."""
-    preds = tagger.predict([c["text"] for c in clauses])
-    return [_record(c, p, tagger.version) for c, p in zip(clauses, preds)]
+def resolve_overrides(tagger: Tagger, overrides: "Overrides | Path | str | None" = None) -> Overrides:
+    """The rules to apply: ``overrides`` itself, the file it names, or (None) the configured
+    ``TAGGER_OVERRIDES_FILE``; files are re-read when they change, checked against the
+    bundle's label ids."""
+    if isinstance(overrides, Overrides):
+        return overrides
+    if overrides is None:
+        from .config import get_settings
+
+        overrides = get_settings().overrides_file
+    return current_overrides(overrides, {h: tagger.manifest.labels(h) for h in HEADS})
+
+
+def model_version(tagger: Tagger, overrides: "Overrides | Path | str | None" = None) -> str:
+    """What ``tag_clauses`` writes as ``model`` now: the bundle version, + the rules' stamp."""
+    return resolve_overrides(tagger, overrides).version(tagger.version)
+
+
+def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None) -> list[dict]:
+    """Tag a batch in one vectorisation pass; order is kept.
+
+    Override rules apply after the model (``overrides``: see :func:`resolve_overrides`;
+    read once per call, so one batch never mixes two versions of the file). With
+    ``evidence`` every assigned label gets its spans: occlusion for the model's labels
+    (several times slower than tagging), the rule's matches (weight 1.0) for added ones."""
+    ov = resolve_overrides(tagger, overrides)
+    version = ov.version(tagger.version)
+    texts = [c["text"] for c in clauses]
+    preds = tagger.predict(texts)
+    order = {h: tagger.manifest.labels(h) for h in HEADS}
+    applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
+    evid: list = [None] * len(clauses)
+    if evidence:
+        from .evidence import explain
+
+        model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in HEADS} for labels, prov, _ in applied]
+        evid = explain(tagger, texts, model_labels)
+        for text, ev, (labels, _, added) in zip(texts, evid, applied):
+            for (h, lab), spans in added.items():
+                ev[h][lab] = [{"start": s, "end": e, "text": text[s:e], "weight": 1.0} for s, e in spans]
+            for h in HEADS:  # keys in the record's label order
+                ev[h] = {lab: ev[h][lab] for lab in labels[h]}
+    return [_record(c, labels, p.scores, version, prov, ev) for c, p, (labels, prov, _), ev in zip(clauses, preds, applied, evid)]
 
 
 def validate_clause(rec: dict, where: str) -> dict:

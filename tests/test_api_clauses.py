@@ -77,14 +77,19 @@ def test_rent_subsidy_chengdu_wuhan_matches_sql_and_exports(base_url, app_db):
 
 def test_sorted_by_amount_with_years_and_pages(base_url):
     j = httpx.get(base_url + "/v1/clauses", params={"measure": "grant", "year_from": 2019, "year_to": 2022, "sort": "amount", "limit": 20}).json()
-    amounts = [r["amount_wan"] for r in j["data"] if r["amount_wan"] is not None]
+    # Caps sort (the default amount_kind); other kinds keep their amount but sort after them.
+    amounts = [r["amount_wan"] for r in j["data"] if r["amount_kind"] == "cap"]
     assert amounts == sorted(amounts, reverse=True) and len(amounts) > 5
+    assert [r["amount_kind"] for r in j["data"][: len(amounts)]] == ["cap"] * len(amounts)
     assert all(2019 <= r["year"] <= 2022 for r in j["data"])
     page2 = httpx.get(base_url + "/v1/clauses", params={"measure": "grant", "year_from": 2019, "year_to": 2022, "limit": 20, "offset": 20}).json()
     assert page2["count"] == j["count"] and not {r["id"] for r in page2["data"]} & {r["id"] for r in j["data"]}
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 5000}, {"sort": "nope"}, {"min_score": 2}, {"year_from": "x"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 5000}, {"sort": "nope"}, {"min_score": 2}, {"year_from": "x"}, {"amount_kind": "caps"}, {"amount_kind": ""}],
+)
 def test_bad_query_is_422(base_url, params):
     r = httpx.get(base_url + "/v1/clauses", params=params)
     assert r.status_code == 422 and r.json()["message"]
@@ -93,3 +98,25 @@ def test_bad_query_is_422(base_url, params):
 def test_labels_endpoint_has_chinese_names(base_url):
     j = httpx.get(base_url + "/v1/labels").json()
     assert {"id": "rent_subsidy", "name": "租金/场地补贴"} in j["measure"]
+
+
+def test_amount_kind_parameter_and_export(base_url):
+    """?amount_kind= picks whose amounts sort and filter; the export takes the same query and
+    carries the kind of every amount."""
+    base = {"sort": "amount", "limit": 30}
+    caps = httpx.get(base_url + "/v1/clauses", params=base).json()["data"]
+    assert caps[0]["amount_kind"] == "cap"
+    stats = httpx.get(base_url + "/v1/clauses", params={**base, "amount_kind": "statistic"}).json()["data"]
+    top = [r["amount_wan"] for r in stats if r["amount_kind"] == "statistic"]
+    # The 33 pilot-zone policies hold targets such as 相关产业规模达到6000亿元: far above any cap.
+    assert len(top) > 5 and top == sorted(top, reverse=True) and top[0] > caps[0]["amount_wan"]
+    assert [r["amount_kind"] for r in stats[: len(top)]] == ["statistic"] * len(top)
+    big = {"min_amount": 100000, "limit": 1000}
+    n_cap = httpx.get(base_url + "/v1/clauses", params=big).json()["count"]
+    n_any = httpx.get(base_url + "/v1/clauses", params={**big, "amount_kind": "any"}).json()["count"]
+    assert n_any > n_cap
+    csv = httpx.get(base_url + "/v1/clauses/export", params={**big, "amount_kind": "budget", "format": "csv"})
+    df = pd.read_csv(io.BytesIO(csv.content), encoding="utf-8-sig")
+    assert len(df) > 0 and set(df["amount_kind"]) == {"budget"} and (df["amount_wan"] >= 100000).all()
+    bad = httpx.get(base_url + "/v1/clauses/export", params={"amount_kind": "total"})
+    assert bad.status_code == 422 and "amount_kind" in bad.text

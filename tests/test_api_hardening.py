@@ -146,6 +146,38 @@ def _rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
+def _descendants(pid: int) -> list[int]:
+    """The worker processes: every process below ``pid``."""
+    try:
+        import psutil
+
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except ImportError:
+        pass
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _peak_with_children_mb(pid: int) -> tuple[float, dict[int, float]]:
+    """Peak RSS of the server plus each of its child processes (an upper bound of the peak
+    of the sum: the peaks need not coincide)."""
+    per = {p: _rss_peak_mb(p) for p in [pid, *_descendants(pid)]}
+    return sum(per.values()), per
+
+
 @pytest.mark.slow
 def test_health_and_memory_under_three_concurrent_worst_case_uploads(tmp_path):
     """`tagger serve` as a pipeline runs it (default limits): three uploads of the largest
@@ -161,11 +193,14 @@ def test_health_and_memory_under_three_concurrent_worst_case_uploads(tmp_path):
     text = (line * (limit // len(line)))[: limit - 10].encode()
     port = free_port()
     env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var")}
+    t_start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "tagger.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
+    workers: list[int] = []
     try:
         wait_until_up(url + "/v1/ready")
+        ready_s = time.perf_counter() - t_start
         # The uploads run in other processes: in this one their threads would hold the
         # client's GIL and the probe would time the client, not the server.
         doc = tmp_path / "big.txt"
@@ -173,26 +208,107 @@ def test_health_and_memory_under_three_concurrent_worst_case_uploads(tmp_path):
         script = ("import httpx,sys; r = httpx.post(sys.argv[1], files={'file': ('big.txt', open(sys.argv[2], 'rb').read())}, timeout=300);"
                   " sys.exit(0 if r.status_code == 200 else r.status_code % 256 or 1)")
         uploads = [subprocess.Popen([sys.executable, "-c", script, url + "/v1/documents", str(doc)]) for _ in range(3)]
+        # One client, a new connection per probe (as a load balancer probes). Not httpx.get:
+        # it builds a client with a TLS context each time, 50-80 ms here, 150 ms under load,
+        # which is the client's time, not the server's.
+        probe = httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
         lat = []
         while any(u.poll() is None for u in uploads):
             t0 = time.perf_counter()
-            assert httpx.get(url + "/v1/health", timeout=10).status_code == 200
+            assert probe.get(url + "/v1/health").status_code == 200
             lat.append(time.perf_counter() - t0)
             time.sleep(0.01)
+        probe.close()
         results = [u.wait() for u in uploads]
         assert results == [0, 0, 0]
         lat.sort()
         p99 = lat[int(0.99 * (len(lat) - 1))]
-        peak = _rss_peak_mb(proc.pid)
-        print(f"health p50 {lat[len(lat) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {len(lat)} probes; server peak RSS {peak:.0f} MB")
-        # The issue's target is p99 < 100 ms; measured here 110-160 ms (CPU work in threads
-        # competes with the event loop for the GIL on 2 cores). This bound catches a return
-        # of blocking work on the event loop (11 s stalls before the fix).
-        assert len(lat) >= 20 and p99 < 0.25
+        workers = _descendants(proc.pid)
+        peak, per = _peak_with_children_mb(proc.pid)
+        print(f"ready after {ready_s:.1f} s; health p50 {lat[len(lat) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {len(lat)} probes;"
+              f" peak RSS server + {len(per) - 1} child processes {peak:.0f} MB ({', '.join(f'{v:.0f}' for v in per.values())})")
+        # Reading, segmentation, tagging and rendering run in worker processes: the event
+        # loop answering /v1/health no longer waits for their GIL (in threads: stalls of
+        # 120-250 ms, p99 64-101 ms with this probe; measured here now: p99 ~12 ms).
+        assert len(workers) >= 1, "the uploads should run in worker processes"
+        assert len(lat) >= 20 and p99 < 0.1
         assert peak < 1024
     finally:
         proc.terminate()
         proc.wait(10)
+    # The workers stop with the server: none left running, none left as a zombie.
+    deadline = time.time() + 5
+    while time.time() < deadline and any(os.path.exists(f"/proc/{w}") for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
+
+
+# -- 2+3. the heavy work runs in worker processes ------------------------------------------------
+def test_worker_processes_start_in_the_background_and_stop_with_the_app(tmp_path, tagger):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}"), tagger=tagger)
+    t0 = time.perf_counter()
+    gen = serve(app)
+    url = next(gen)
+    try:
+        assert time.perf_counter() - t0 < 3  # start-up does not wait for the workers to load
+        assert httpx.get(url + "/v1/ready").status_code == 200
+        doc = {"text": "第一条 对人工智能企业给予房租补贴。\n第二条 支持智能网联汽车测试。", "doc": "w"}
+        r = httpx.post(url + "/v1/documents", json=doc, timeout=60)  # waits for a worker if need be
+        assert r.status_code == 200 and r.json()["count"] >= 1
+        workers = app.state.pool.processes.pids()
+        assert len(workers) == Settings().work_process_count
+    finally:
+        next(gen, None)
+    # Reaped at shutdown: neither running nor left as zombies.
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
+
+
+def test_big_tag_requests_in_a_worker_give_the_same_records(base_url, tagger):
+    from tagger.tagging import tag_clauses
+
+    clauses = [{"id": f"c{i}", "text": t} for i, t in enumerate([CLAUSE, "支持智能网联汽车测试。", "对首次认定的高新技术企业给予20万元奖励。"])]
+    r = httpx.post(base_url + "/v1/tag", json={"clauses": clauses}, timeout=60)  # evidence: a worker job
+    assert r.status_code == 200
+    assert r.json()["data"] == json.loads(json.dumps(tag_clauses(tagger, clauses, evidence=True), ensure_ascii=False))
+
+
+def test_errors_raised_in_a_worker_are_the_same_4xx(base_url):
+    # More clauses than max_clauses_per_request (50) once segmented: a 413 from the worker.
+    text = "\n".join(f"第{i}条 对新引进的人工智能企业给予第{i}项房租补贴。" for i in range(1, 80))
+    r = httpx.post(base_url + "/v1/documents?evidence=false", json={"text": text}, timeout=60)
+    assert r.status_code == 413 and "clauses" in r.json()["detail"], r.text
+    # InvalidInput from reading the file: 422 with its message.
+    r = httpx.post(base_url + "/v1/documents", files={"file": ("x.docx", b"PK\x03\x04 not really")}, timeout=60)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_input"
+
+
+def test_exceptions_cross_the_process_boundary():
+    import pickle
+
+    from fastapi import HTTPException
+
+    from tagger.api.workers import _Raised
+    from tagger.errors import InvalidInput, UnreadableDocument
+
+    for exc in (InvalidInput("file", "bad"), UnreadableDocument("/tmp/x", "broken"),
+                HTTPException(status_code=413, detail="too big", headers={"X": "1"})):
+        back = pickle.loads(pickle.dumps(_Raised(exc))).exception()
+        assert type(back) is type(exc) and str(back) == str(exc) and vars(back) == vars(exc)
+
+
+def test_admission_is_bounded_across_worker_processes(tmp_path, tagger):
+    st = Settings(work_threads=1, work_queue=0, database_url=f"sqlite:///{tmp_path / 'b.db'}")
+    text = "\n".join(f"第{i}条 对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。" for i in range(1, 200))
+    for url in serve(create_app(st, tagger=tagger)):
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            slow = ex.submit(httpx.post, url + "/v1/documents", json={"text": text}, timeout=120)
+            time.sleep(0.5)  # the first one is admitted (waiting for its worker or running)
+            r = httpx.post(url + "/v1/tag", json={"text": CLAUSE})
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+            assert slow.result().status_code == 200
+        assert httpx.post(url + "/v1/tag", json={"text": CLAUSE}).status_code == 200
 
 
 # -- 6. every bad input is a 4xx ------------------------------------------------------------------
@@ -259,10 +375,14 @@ def test_unreadable_upload_does_not_show_server_paths(base_url):
 
 # -- 10. metrics and model info -----------------------------------------------------------------
 def test_metrics_labels_are_bounded(base_url):
+    # Made-up methods (uvicorn's httptools parser may already refuse them) and real but
+    # unusual ones (WebDAV's, which reach the app): neither may become a label value.
     for i in range(30):
         httpx.request(f"FOO{i}", base_url + f"/nowhere/{i}")
+    for i, m in enumerate(["PROPFIND", "MKCOL", "LOCK", "UNLOCK", "PURGE", "REPORT", "SEARCH", "MOVE"]):
+        httpx.request(m, base_url + f"/nowhere/dav{i}")
     text = httpx.get(base_url + "/metrics").text
-    assert "FOO1" not in text and "/nowhere/1" not in text
+    assert "FOO1" not in text and "/nowhere/1" not in text and "PROPFIND" not in text and "/nowhere/dav" not in text
     assert 'method="other"' in text
 
 

@@ -27,6 +27,7 @@ PACKAGED = [  # what an installed package must hold, relative to its tagger/ fol
     "_data/models/policy-tagger/userdict.txt",
     "_data/models/policy-tagger/README.md",
     "_data/labels/taxonomy.yaml",
+    "_data/labels/overrides.yaml",
     "resources/userdict.txt",
     "static/index.html",
 ]
@@ -231,6 +232,10 @@ def test_wheel_installed_in_a_clean_venv_finds_its_data(tmp_path):
 
     # tagger tag from a folder outside the checkout, with the bundled model
     version = json.loads((BUNDLE / "manifest.json").read_text(encoding="utf-8"))["version"]
+    # The packaged override rules are applied and stamped, as in the checkout.
+    from tagger.overrides import load_overrides
+
+    version = load_overrides(ROOT / "labels" / "overrides.yaml").version(version)
     texts = ["对人工智能企业给予最高500万元资金补助。", "支持建设算力基础设施和公共数据平台。", "对引进的高层次人才给予住房补贴。"]
     (work / "some.jsonl").write_text("".join(json.dumps({"id": f"c{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
     res = run(str(_bin(venv, "tagger")), "tag", "some.jsonl", "-o", "out.jsonl", "--workers", "1")

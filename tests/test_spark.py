@@ -224,3 +224,25 @@ def test_throughput_local2(spark, bundle, capsys):
         print(f"\ntag_dataframe local[{CORES}]: {r['clauses']} clauses in {r['seconds']:.2f} s = {r['per_second']:,.0f} clauses/s, {r['per_core']:,.0f} per executor core")
     assert r["per_second"] > 0
 
+
+
+def test_evidence_column_equals_cli_evidence(spark, bundle, tmp_path):
+    """``evidence=True`` adds one column, the JSON text of ``tagger tag --evidence``'s field."""
+    from tagger.jsonio import dumps
+    from tagger.spark import CLAUSE_SCHEMA, tag_dataframe
+
+    clauses = [{"id": c["id"], "text": c["text"]} for c in _labeled_clauses()[::280][:20]]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(dumps(c) + "\n" for c in clauses), encoding="utf-8")
+    out = tmp_path / "cli-evidence.jsonl"
+    # One batch on both sides: evidence scores all variants of a batch in one call.
+    r = run_cli("tag", str(src), "-o", str(out), "--model", str(bundle), "-q", "--evidence", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    cli = {w["id"]: w for w in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    df = spark.createDataFrame(clauses, "id string, text string").coalesce(1)
+    tagged = tag_dataframe(df, bundle_dir=bundle, evidence=True)
+    assert tagged.schema.fieldNames() == [*CLAUSE_SCHEMA.fieldNames(), "evidence"]
+    rows = tagged.collect()
+    assert len(rows) == len(clauses) and any(json.loads(row.evidence) != {"topic": {}, "measure": {}, "industry": {}} for row in rows)
+    for row in rows:
+        assert row.evidence == dumps(cli[row.id]["evidence"]) and row.asDict(recursive=True)["provenance"] == cli[row.id]["provenance"]

@@ -140,6 +140,22 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compile_sparse(args) -> int:
+    """Add the sparse serving files to an existing bundle (no retraining)."""
+    import random
+
+    from .sparse import write_sparse
+
+    st = get_settings()
+    folder = Path(args.bundle or st.model_dir)
+    texts = [json.loads(line)["text"] for line in open(st.clauses_file, encoding="utf-8") if line.strip()]
+    random.Random(0).shuffle(texts)
+    serving = write_sparse(folder, texts[: args.n])
+    worst = max(serving["parity_with_onnx"]["max_abs_diff"].values())
+    print(f"{folder}: sparse serving path written; max |diff| vs ONNX {worst:.2e} on {args.n} clauses", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tagger-train", description="Train, evaluate and export the policy clause tagger.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -171,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--uri", default="models:/policy-tagger@champion")
     e.add_argument("--out", help="default: models/policy-tagger")
     e.set_defaults(func=cmd_export)
+    c = sub.add_parser("compile-sparse", help="add the sparse serving path to a bundle (parity-checked against its ONNX graph)")
+    c.add_argument("bundle", nargs="?", help="bundle folder (default: models/policy-tagger)")
+    c.add_argument("--n", type=int, default=2000, help="labeled clauses the parity check runs on")
+    c.set_defaults(func=cmd_compile_sparse)
     return p
 
 

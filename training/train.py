@@ -59,6 +59,8 @@ class TrainResult:
     manifest: dict
     parity: dict
     seconds: float
+    # Raw clause texts the sparse serving path is checked on when the bundle is written.
+    check_texts: list | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -205,7 +207,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "library_versions": library_versions(),
         "mlflow": {},
     }
-    return TrainResult(dataset=ds, cv=cv, onnx_bytes=onnx_bytes, manifest=manifest, parity=parity, seconds=time.time() - t0)
+    check = [raw_texts[i] for i in np.random.default_rng(cfg.seed + 1).choice(len(raw_texts), size=min(2000, len(raw_texts)), replace=False)]
+    return TrainResult(dataset=ds, cv=cv, onnx_bytes=onnx_bytes, manifest=manifest, parity=parity, seconds=time.time() - t0,
+                       check_texts=check)
 
 
 def write_bundle(result: TrainResult, dst: Path, userdict: Path = DEFAULT_USERDICT) -> Path:
@@ -219,6 +223,12 @@ def write_bundle(result: TrainResult, dst: Path, userdict: Path = DEFAULT_USERDI
         shutil.copyfile(userdict, tmp / USERDICT_FILE)
         (tmp / MANIFEST_FILE).write_text(json.dumps(result.manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(result.manifest), encoding="utf-8")
+        # The sparse serving path, compiled out of model.onnx and parity-checked against it
+        # on real clauses before the bundle is swapped in.
+        from .sparse import write_sparse
+
+        write_sparse(tmp, result.check_texts or None)
+        result.manifest["serving"] = json.loads((tmp / MANIFEST_FILE).read_text(encoding="utf-8"))["serving"]
     return Path(dst)
 
 

@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse
 
 from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
+from ..overrides import InvalidOverrides
 from .limits import BodyLimit, WorkPool
 from .metrics import Metrics
 from .security import require_read
-from .routes import clauses, documents, health, page, tag
+from .routes import clauses, documents, documents_view, health, page, tag
 
 __all__ = ["create_app"]
 
@@ -33,8 +34,16 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
             from ..model import load_tagger
 
             app.state.tagger = load_tagger(st.model_dir, st.model_uri)
-        yield
-        app.state.pool.shutdown()
+        if st.work_process_count > 0:
+            from .workers import WorkerProcesses
+
+            # Started in the background: ready in ~2 s; the first big request waits for them.
+            app.state.pool.processes = WorkerProcesses.for_tagger(st.work_process_count, app.state.tagger, st)
+            app.state.pool.processes.start()
+        try:
+            yield
+        finally:
+            app.state.pool.shutdown()
 
     app = FastAPI(title="policy-clause-tagger", version="1", lifespan=lifespan)
     app.state.settings = st
@@ -42,6 +51,10 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.store = None
     app.state.metrics = Metrics()
     app.state.pool = WorkPool(st.work_threads, st.work_queue)
+    from .batcher import MicroBatcher
+    from .routes.tag import batch_tag
+
+    app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag)
     app.add_middleware(app.state.metrics.asgi)
     # Outermost: the byte count applies before any other layer reads the body.
     app.add_middleware(
@@ -64,6 +77,12 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     async def _invalid(request: Request, exc: InvalidInput):
         return JSONResponse(status_code=422, content={"error": "invalid_input", "message": str(exc)})
 
+    @app.exception_handler(InvalidOverrides)
+    async def _overrides(request: Request, exc: InvalidOverrides):
+        # The server's own rules file is broken (an edit under way): not the client's fault,
+        # and tagging without the reviewed rules would silently answer something else.
+        return JSONResponse(status_code=503, content={"error": "invalid_overrides", "message": str(exc)}, headers={"Retry-After": "5"})
+
     @app.exception_handler(TaggerError)
     async def _tagger_error(request: Request, exc: TaggerError):
         return JSONResponse(status_code=422, content={"error": type(exc).__name__, "message": str(exc)})
@@ -73,6 +92,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     guarded = [Depends(require_read)]
     app.include_router(tag.router, dependencies=guarded)
     app.include_router(documents.router, dependencies=guarded)
+    app.include_router(documents_view.router, dependencies=guarded)
     app.include_router(clauses.router, dependencies=guarded)
     app.include_router(page.router)  # static HTML; the data it fetches is guarded
     app.include_router(app.state.metrics.router)

@@ -3,8 +3,11 @@
 * :class:`BodyLimit` counts the bytes of every request body as they stream in, chunked
   transfer included, and answers 413 as soon as a route's limit is passed, without
   reading the rest: a declared Content-Length over the limit is refused before any byte.
-* :class:`WorkPool` runs reading, segmentation and tagging in a small thread pool, off the
-  event loop, so health checks and small requests keep answering during a large upload.
+* :class:`WorkPool` runs reading, segmentation, tagging and rendering off the event loop:
+  documents (their store writes included) and big tag requests in worker processes
+  (:mod:`tagger.api.workers`, so that they do not hold this process's GIL), small tag
+  requests in a small thread pool; health checks and small requests keep answering during
+  a large upload.
   At most ``workers + queue`` jobs are admitted; the next one gets 503 + ``Retry-After``.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Callable, TypeVar
 
 from fastapi import HTTPException
@@ -102,22 +106,42 @@ class Busy(HTTPException):
 
 
 class WorkPool:
-    def __init__(self, workers: int, queue: int):
+    """Admission for CPU-heavy work: at most ``workers + queue`` jobs at once, the next one
+    gets 503 + ``Retry-After``. :meth:`run` runs a function in a thread of this process
+    (small requests); :meth:`run_heavy` runs a job in a worker process
+    (:mod:`tagger.api.workers`), or in a thread when there are none."""
+
+    def __init__(self, workers: int, queue: int, processes=None):
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-work")
         self.capacity = workers + queue
         self.admitted = 0
+        self.processes = processes  # a tagger.api.workers.WorkerProcesses, or None
 
-    async def run(self, fn: Callable[..., T], *args) -> T:
+    def _admit(self) -> None:
         # Admission is counted on the event loop thread, so no lock is needed.
         if self.admitted >= self.capacity:
             raise Busy()
         self.admitted += 1
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        self._admit()
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         finally:
             self.admitted -= 1
 
+    async def run_heavy(self, fn: Callable[..., T], tagger, settings, *args, **kwargs) -> T:
+        """``fn(tagger, settings, *args, **kwargs)``; in a worker process the tagger and the
+        settings are the worker's own copies (loaded from ``tagger.folder``)."""
+        if self.processes is None:
+            return await self.run(partial(fn, tagger, settings, *args, **kwargs))
+        self._admit()
+        try:
+            return await self.processes.run(fn, *args, **kwargs)
+        finally:
+            self.admitted -= 1
+
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
+        if self.processes is not None:
+            self.processes.shutdown()

@@ -79,13 +79,13 @@ def require_write(request: Request) -> None:
     )
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     st = request.app.state.settings
     if st.require_key_for_reads and not _key_ok(request, st.api_keys):
         raise _unauthorized("this server requires 'Authorization: Bearer <key>' for every request")
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """JSON bodies only as application/json: text/plain and forms are what browsers send
     cross-site without asking first."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

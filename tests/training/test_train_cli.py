@@ -92,4 +92,6 @@ def test_train_registers_champion_and_exports_bundle(tmp_path):
     env = {**os.environ, "TAGGER_VAR_DIR": str(tmp_path / "var"), "TAGGER_MODEL_URI": "models:/policy-tagger@champion"}
     r3 = subprocess.run([sys.executable, "-m", "tagger.cli", "tag", str(ROOT / "labels/documents/extra/x001.txt")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r3.returncode == 0, r3.stderr[-2000:]
-    assert json.loads(r3.stdout.splitlines()[0])["model"] == Tagger(tmp_path / "bundle2").version
+    from tagger.tagging import model_version  # the bundle's version + the override rules' stamp
+
+    assert json.loads(r3.stdout.splitlines()[0])["model"] == model_version(Tagger(tmp_path / "bundle2"))

@@ -23,7 +23,7 @@ Labels = Annotated[list[str] | None, Query()]
 MAX_LIST_VALUES = 200
 EXPORT_FIELDS = [
     "id", "doc", "doc_title", "region", "year", "section", "text", "topic", "measure", "industry",
-    "amount_wan", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries", "top_score", "model",
+    "amount_wan", "amount_kind", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries", "top_score", "model",
 ]
 
 
@@ -51,6 +51,9 @@ def clause_query(
     year_to: Year = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
     min_amount: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+    # Which amounts count for sort=amount and min_amount (tagger.facts): by default the caps,
+    # what one beneficiary can get; budgets and statistics would otherwise top every sort.
+    amount_kind: Literal["cap", "budget", "ratio", "statistic", "any"] = "cap",
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     sort: Literal["amount", "year", "score", "position"] = "amount",
     order: Literal["asc", "desc"] = "desc",
@@ -79,6 +82,7 @@ def clause_query(
         year_to=year_to,
         min_score=min_score,
         min_amount=min_amount,
+        amount_kind=amount_kind,
         text=q,
         sort=sort,
         order=order,
@@ -95,6 +99,38 @@ def list_clauses(query: QueryDep, store: StoreDep) -> dict:
     """Stored clauses matching the filters: a page of rows, the total, facets over all matches."""
     rows, total, facets = store.query(query)
     return {"data": rows, "count": total, "facets": facets, "limit": query.limit, "offset": query.offset}
+
+
+# Beyond this span of years the axis lists only the years that occur: one misdated document
+# (year 1900) must not stretch the page's chart into a century of empty columns.
+MAX_YEAR_SPAN = 60
+
+
+@router.get("/clauses/years")
+def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measure", "industry"] = "measure") -> dict:
+    """Matching clauses per year and per ``head`` label (the page's year chart); same filters as
+    /v1/clauses, paging and sort ignored. ``series[i].counts[j]`` is the number of matching
+    clauses of year ``years[j]`` tagged ``series[i].label``; ``clauses[j]`` the number of
+    matching clauses of that year (a clause with two labels counts in both series, once here).
+    Clauses of undated documents are counted in ``undated``, not on the axis."""
+    cells, totals = store.year_counts(query, head)
+    dated = sorted(y for y in totals if y is not None)
+    if dated and dated[-1] - dated[0] <= MAX_YEAR_SPAN:
+        dated = list(range(dated[0], dated[-1] + 1))  # gaps show as empty columns
+    series = [
+        {"label": lab, "counts": [cells.get((y, lab), 0) for y in dated]} for lab in sorted({lab for y, lab in cells if y is not None})
+    ]
+    for s in series:
+        s["total"] = sum(s["counts"])
+    series.sort(key=lambda s: -s["total"])  # biggest first: the legend reads as a ranking
+    return {
+        "head": head,
+        "years": dated,
+        "series": series,
+        "clauses": [totals.get(y, 0) for y in dated],
+        "count": sum(totals.values()),
+        "undated": {"clauses": totals.get(None, 0), "labels": {lab: n for (y, lab), n in cells.items() if y is None}},
+    }
 
 
 # OWASP "CSV injection": Excel and LibreOffice run a cell that starts with one of these as a
