@@ -215,7 +215,6 @@ def main() -> None:
     args = ap.parse_args()
     texts = corpus_texts()
     print(f"machine: {os.cpu_count()} cores; corpus {len(texts)} clauses")
-    bench_inprocess(texts)
     if "batch" in args.only:
         bench_vs_fasttext(texts)
     if "inprocess" in args.only:

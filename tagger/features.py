@@ -13,6 +13,7 @@ ONNX's RE2 tokeniser never sees Chinese word boundaries it cannot handle (see
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 import logging
 import os
 from pathlib import Path
@@ -29,8 +30,11 @@ def userdict_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@lru_cache(maxsize=8192)
 def model_text(text: str) -> str:
-    """Normalise a clause for the model: same rules as ingestion, one line."""
+    """Normalise a clause for the model: same rules as ingestion, one line.
+
+    Cached (a batch's worth): tokenising and the override rules both need it per clause."""
     return " ".join(normalize_text(text).split("\n")).strip()
 
 

@@ -191,6 +191,10 @@ class SparseModel:
             self.trees = _Trees(arrays, self.n_features)
         except (KeyError, ValueError, TypeError) as exc:
             raise InvalidBundle(str(folder), f"{SPARSE_FILE} is malformed ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if self.lexicon is not None:
+            if not np.isin(self.lex_matrix, (0.0, 1.0)).all():
+                raise InvalidBundle(str(folder), f"{SPARSE_FILE}: lexicon matrix entries must be 0 or 1")
+            self._lex_bool = self.lex_matrix > 0
         # The lexicon flags sit right after the kept TF-IDF columns.
         self.lex_block = self.blocks[self.lexicon["block"]] if self.lexicon else None
         self.flag_offset = self.lex_block.offset if self.lexicon else self.n_features
@@ -239,15 +243,14 @@ class SparseModel:
         # Words are split on spaces, so the separator is a token of its own; characters
         # read the space-joined string itself (spaces included), so no extra spaces there.
         joined = {"word": (" " + _SEP + " ").join(texts), "char": _SEP.join(texts)}
-        rows_all, cols_all, lex_counts = [], [], None
+        rows_all, cols_all, lex_rc = [], [], None
         for blk in self.blocks:
             ids = blk.unigram_ids(joined[blk.analyzer])
             sep = ids == -2
             rows = np.cumsum(sep)
             r, c = blk.entries(ids, rows)
             if blk is self.lex_block:
-                lex_counts = np.zeros((B, blk.width), dtype=np.float32)
-                np.add.at(lex_counts, (r, c - blk.offset), 1.0)
+                lex_rc = (r, c - blk.offset)
                 continue
             rows_all.append(r)
             cols_all.append(c)
@@ -255,7 +258,14 @@ class SparseModel:
         c = np.concatenate(cols_all)
         # Term counts per (row, column): one sort of the batch's occurrences.
         keys, counts = np.unique(r * self.n_features + c, return_counts=True)
-        flags = np.minimum(lex_counts @ self.lex_matrix, np.float32(1.0)) if lex_counts is not None else None
+        flags = None
+        if lex_rc is not None:
+            # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
+            # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
+            # doubled the CPU time of a tagging process (measured).
+            flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
+            occ, lab = np.nonzero(self._lex_bool[lex_rc[1]])
+            flags[lex_rc[0][occ], lab] = 1.0
         return keys // self.n_features, keys % self.n_features, counts, flags
 
     _small = None  # the dict tables, built on first use; False when the bundle cannot use them
