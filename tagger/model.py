@@ -89,8 +89,8 @@ class Tagger:
             raise InvalidBundle(str(self.folder), "the manifest declares no sparse serving files (run tagger-train compile-sparse)")
         from .sparse import SparseModel
 
-        want = declared["files"].get(MODEL_FILE)
-        if want and hashlib.sha256((self.folder / MODEL_FILE).read_bytes()).hexdigest() != want:
+        graph_hash = declared["files"].get(MODEL_FILE)
+        if graph_hash and hashlib.sha256((self.folder / MODEL_FILE).read_bytes()).hexdigest() != graph_hash:
             raise InvalidBundle(str(self.folder), f"{MODEL_FILE} does not match the hash in the manifest")
         self.sparse = SparseModel(self.folder, declared["files"])
         for h in HEADS:

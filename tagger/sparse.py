@@ -4,9 +4,9 @@ The graph (``model.onnx``) vectorises into a dense batch x 12,000 matrix before 
 runs, so its cost grows with the vocabulary. Here each clause costs what its own n-grams
 cost: n-grams become integer codes (a table lookup per character, a dict lookup per
 word), codes become columns by binary search, the linear heads are a gather-and-sum over
-those columns, and the tree heads run in onnxruntime on the few hundred columns their
-splits read, by QuickScorer (Lucchese et al., SIGIR 2015): a node whose test fails rules
-out the leaves on its "true" side, and the exit leaf is the leftmost leaf left standing.
+those columns, and the tree heads run on the clause's non-zero columns only, by
+QuickScorer (Lucchese et al., SIGIR 2015): a node whose test fails rules out the leaves
+on its "true" side, and the exit leaf is the leftmost leaf left standing.
 With sparse input only the nodes of the clause's non-zero columns can fail (every
 threshold a zero value could fail is folded into a per-tree start mask at compile time).
 The artefacts (``sparse.npz``) are compiled out of ``model.onnx`` by
@@ -48,7 +48,6 @@ class _Block:
         self.offset, self.width = spec["offset"], spec["width"]
         self.norm, self.max_n = spec["norm"], spec["max_n"]
         unis = [str(u) for u in arrays[f"{prefix}unigrams"]]
-        self.unigrams = unis
         if any(_SEP in u or _SUB in u for u in unis):
             raise ValueError("a vocabulary holds the batch separator character")
         self.V = len(unis)
@@ -101,8 +100,9 @@ class _Block:
         return np.concatenate(out_r), np.concatenate(out_c)
 
 
-def _sortable(x: np.ndarray) -> np.ndarray:
-    """float32 -> uint64 whose order is the float order (IEEE bit trick), in the low 32 bits."""
+def sortable_float_keys(x: np.ndarray) -> np.ndarray:
+    """float32 -> uint64 whose order is the float order (IEEE bit trick), in the low 32 bits.
+    Shared with training/sparse.py, which sorts the tree tests by the same keys."""
     b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     return np.where((b >> 31) == 1, (~b) & 0xFFFFFFFF, b | 0x80000000).astype(np.uint64)
 
@@ -124,7 +124,6 @@ class _Trees:
         slot = arrays["tree_slot"].astype(np.int64)
         T = len(slot)
         self.T = T
-        self.n_slots = int(slot.max()) + 1 if T else 0
         if T and (np.diff(slot) < 0).any():
             raise ValueError("trees must be grouped by output slot")
         self.slot_starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]]) if T else np.zeros(0, np.int64)
@@ -136,7 +135,7 @@ class _Trees:
         self.start = start
         keep = ~neg
         self.feat, self.tree, self.mask = feat[keep], tree[keep], mask[keep]
-        self.keys = (self.feat.astype(np.uint64) << np.uint64(32)) | _sortable(thr[keep])
+        self.keys = (self.feat.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(thr[keep])
         if (np.diff(self.keys.astype(np.float64)) < 0).any():
             raise ValueError("tree nodes must be sorted by (feature, threshold)")
         self.first = np.searchsorted(self.feat, np.arange(n_features + 1))
@@ -150,7 +149,7 @@ class _Trees:
         r, c, v = r[sel], c[sel], v[sel]
         # Tests x <= t fail for t < x: within a feature's nodes (sorted by threshold) that is
         # a prefix, found by one binary search on (feature, threshold) keys.
-        hi = np.searchsorted(self.keys, (c.astype(np.uint64) << np.uint64(32)) | _sortable(v), side="left")
+        hi = np.searchsorted(self.keys, (c.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(v), side="left")
         lo = self.first[c]
         n = hi - lo
         total = int(n.sum())
@@ -213,16 +212,9 @@ class SparseModel:
     def _width(self, head: str) -> int:
         return len(self.heads[head]["members"][0]["cols"])
 
-    # Up to this many clauses take the per-clause dict path: a numpy call costs ~2 us
-    # whatever its size, and the batch path makes ~100 of them per chunk.
-    SMALL = 4
-
     def _chunk(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         B = len(texts)
-        if B <= self.SMALL and self._small is not False:
-            r, c, counts, flags = self._extract_small(texts)
-        else:
-            r, c, counts, flags = self._extract(texts)
+        r, c, counts, flags = self._extract(texts)
         vals = counts.astype(np.float32)
         for blk in self.blocks:
             if blk is self.lex_block:
@@ -267,82 +259,6 @@ class SparseModel:
             occ, lab = np.nonzero(self._lex_bool[lex_rc[1]])
             flags[lex_rc[0][occ], lab] = 1.0
         return keys // self.n_features, keys % self.n_features, counts, flags
-
-    _small = None  # the dict tables, built on first use; False when the bundle cannot use them
-
-    def _small_tables(self):
-        """n-gram string -> column dicts, and per-flag word lists, decoded from the code tables."""
-        word, char, lex = {}, {}, None
-        for blk in self.blocks:
-            unis = blk.unigrams
-            for n, codes in blk.codes.items():
-                cols = blk.cols[n]
-                for code, col in zip(codes.tolist(), cols.tolist()):
-                    parts = []
-                    for _ in range(n):
-                        code, k = divmod(code, blk.V)
-                        parts.append(unis[k])
-                    parts.reverse()
-                    if blk is self.lex_block:
-                        continue
-                    if blk.analyzer == "word":
-                        word[tuple(parts) if n > 1 else parts[0]] = col + blk.offset
-                    else:
-                        char["".join(parts)] = col + blk.offset
-            if blk is self.lex_block:
-                M = self.lex_matrix
-                if not np.isin(M, (0.0, 1.0)).all():
-                    return False  # weighted lexicon rows: only the matrix product is exact
-                vocab = {}
-                for n, codes in blk.codes.items():
-                    for code, col in zip(codes.tolist(), blk.cols[n].tolist()):
-                        parts = []
-                        for _ in range(n):
-                            code, k = divmod(code, blk.V)
-                            parts.append(unis[k])
-                        vocab[col] = "".join(reversed(parts))
-                lex = [[vocab[i] for i in np.flatnonzero(M[:, j]).tolist() if i in vocab] for j in range(M.shape[1])]
-        if any(b.analyzer == "word" and b.max_n > 2 for b in self.blocks) or any(
-            b.analyzer == "char" and b is not self.lex_block and b.max_n > 3 for b in self.blocks
-        ):
-            return False
-        char_ns = sorted({n for b in self.blocks if b.analyzer == "char" and b is not self.lex_block for n in b.codes})
-        return word, char, lex, char_ns
-
-    def _extract_small(self, texts: Sequence[str]):
-        if self._small is None:
-            self._small = self._small_tables()
-            if self._small is False:
-                return self._extract(texts)
-        word, char, lex, char_ns = self._small
-        rows, cols, counts = [], [], []
-        flags = np.zeros((len(texts), len(lex)), dtype=np.float32) if lex is not None else None
-        for i, s in enumerate(texts):
-            found: dict[int, int] = {}
-            toks = [t for t in s.split(" ") if t]
-            for t in toks:
-                col = word.get(t)
-                if col is not None:
-                    found[col] = found.get(col, 0) + 1
-            for pair in zip(toks, toks[1:]):
-                col = word.get(pair)
-                if col is not None:
-                    found[col] = found.get(col, 0) + 1
-            L = len(s)
-            for n in char_ns:
-                for k in range(L - n + 1):
-                    col = char.get(s[k : k + n])
-                    if col is not None:
-                        found[col] = found.get(col, 0) + 1
-            for col in sorted(found):
-                rows.append(i)
-                cols.append(col)
-                counts.append(found[col])
-            if lex is not None:
-                for j, words in enumerate(lex):
-                    if any(w in s for w in words):
-                        flags[i, j] = 1.0
-        return (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), np.asarray(counts, dtype=np.int64), flags)
 
     def _score(self, r, c, vals, flags, B: int) -> dict[str, np.ndarray]:
         if flags is not None:

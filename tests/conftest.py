@@ -74,3 +74,16 @@ def serve(app):
     finally:
         server.should_exit = True
         t.join(5)
+
+
+def compilation_store(tmp_path_factory, name: str):
+    """A fresh SQLite store holding the 33 pilot-zone policies, tagged by the bundled model;
+    returns ``(database URL, tagger)``. One store per test module: modules add to it."""
+    from tagger.ingest import load_documents
+    from tagger.model import Tagger
+    from tagger.store import Store, ingest_documents
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}"
+    tagger = Tagger(ROOT / "models" / "policy-tagger")
+    ingest_documents(Store(url), tagger, load_documents(COMPILATION))
+    return url, tagger

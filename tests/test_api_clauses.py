@@ -10,20 +10,14 @@ from sqlalchemy import create_engine, text
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.ingest import load_documents
-from tagger.model import Tagger
-from tagger.store import Store, ingest_documents
 
-from .conftest import COMPILATION, DOCS, ROOT, serve
+from .conftest import DOCS, compilation_store, serve
 
 
 @pytest.fixture(scope="module")
 def app_db(tmp_path_factory):
-    db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'analysts.db'}"
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
     # The 33 pilot-zone policies go in directly; two documents go through the HTTP path below.
-    ingest_documents(Store(db), tagger, load_documents(COMPILATION))
-    return db, tagger
+    return compilation_store(tmp_path_factory, "analysts.db")
 
 
 @pytest.fixture(scope="module")

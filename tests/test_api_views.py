@@ -10,21 +10,15 @@ from sqlalchemy import create_engine, text
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.ingest import load_documents
-from tagger.model import Tagger
-from tagger.store import Store, ingest_documents
 
-from .conftest import COMPILATION, ROOT, serve
+from .conftest import COMPILATION, compilation_store, serve
 
 KEY = "views-test-key"
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'views.db'}"
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
-    ingest_documents(Store(url), tagger, load_documents(COMPILATION))
-    return url, tagger
+    return compilation_store(tmp_path_factory, "views.db")
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_batch_composition_does_not_change_a_clause(taggers):
     sparse, _ = taggers
     toks = sparse.tokenizer.batch(_clauses(600))  # more than one internal chunk
     whole = sparse.probabilities_tokens(toks)
-    for size in (1, 3, 7, 37):  # 1-4: the per-clause path; more: the batch path
+    for size in (1, 3, 7, 37):
         parts = [sparse.probabilities_tokens(toks[i : i + size]) for i in range(0, 120, size)]
         for h in whole:
             assert np.array_equal(np.concatenate([p[h] for p in parts]), whole[h][: len(parts) * size][: sum(len(p[h]) for p in parts)]), (h, size)

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import compose
 
-__all__ = ["to_onnx", "TARGET_OPSET", "INPUT_NAME", "output_name"]
+__all__ = ["to_onnx", "TARGET_OPSET", "INPUT_NAME", "output_name", "parity_report"]
 
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 INPUT_NAME = "text"
@@ -211,3 +211,15 @@ def onnx_probabilities(model_bytes: bytes, texts: list[str], heads) -> dict[str,
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     out = sess.run([output_name(h) for h in heads], {INPUT_NAME: np.array(texts, dtype=object).reshape(-1, 1)})
     return dict(zip(heads, out))
+
+
+def parity_report(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], thresholds: dict) -> dict:
+    """How far ``other`` is from ``reference`` per head: the largest probability difference,
+    and whether the thresholded label sets are identical (the form the manifest records)."""
+    report = {"n": 0, "max_abs_diff": {}, "label_sets_identical": {}}
+    for h, ref in reference.items():
+        th = np.asarray(thresholds[h], dtype=np.float32)
+        report["n"] = len(ref)
+        report["max_abs_diff"][h] = float(np.abs(ref - other[h]).max()) if len(ref) else 0.0
+        report["label_sets_identical"][h] = bool(((ref >= th) == (other[h] >= th)).all())
+    return report

@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from tagger.bundle import MANIFEST_FILE, MODEL_FILE
-from tagger.sparse import SPARSE_FILE, SparseModel
+from tagger.sparse import SPARSE_FILE, SparseModel, sortable_float_keys
 
 __all__ = ["compile_sparse", "write_sparse", "SparseCompileError"]
 
@@ -139,7 +139,7 @@ def compile_sparse(model: onnx.ModelProto, manifest: dict) -> dict[str, np.ndarr
         n_features = n_tfidf
 
     # -- heads: output <- Mul(Sum(members), w) or a single member's Concat.
-    heads, tree_outputs = {}, []
+    heads = {}
     trees_by_slot: list[dict] = []  # one TreeEnsembleClassifier (one label) per slot
     W, bias = [], []
     for head, spec in manifest["heads"].items():
@@ -174,7 +174,6 @@ def compile_sparse(model: onnx.ModelProto, manifest: dict) -> dict[str, np.ndarr
             if kinds == {"LinearClassifier"}:
                 mdesc.append({"kind": "linear", "cols": cols})
             elif kinds == {"TreeEnsembleClassifier"}:
-                tree_outputs.append(mname)
                 mdesc.append({"kind": "trees", "cols": cols})
             else:
                 raise SparseCompileError(f"head {head}: member {mname} mixes {kinds}")
@@ -186,20 +185,13 @@ def compile_sparse(model: onnx.ModelProto, manifest: dict) -> dict[str, np.ndarr
 
     # -- the trees, as QuickScorer tables (see tagger.sparse._Trees): per internal node its
     # feature, threshold and the bitmask of the leaves it rules out when its test fails.
-    arrays.update(_compile_trees(trees_by_slot, n_features))
+    arrays.update(_compile_trees(trees_by_slot))
     spec = {"format": 1, "blocks": blocks, "lexicon": lexicon, "n_features": n_features, "heads": heads}
     arrays["spec"] = np.array(json.dumps(spec))
     return arrays
 
 
-def _sortable(x: np.ndarray) -> np.ndarray:
-    """float32 -> uint32 whose unsigned order is the float order (IEEE bit trick)."""
-    b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    neg = (b >> 31) == 1
-    return np.where(neg, (~b) & 0xFFFFFFFF, b | 0x80000000).astype(np.uint64)
-
-
-def _compile_trees(slots: list[dict], n_features: int) -> dict[str, np.ndarray]:
+def _compile_trees(slots: list[dict]) -> dict[str, np.ndarray]:
     feats, thr, tree_of, masks = [], [], [], []
     leaf_vals, tree_slot = [], []
     max_leaves = 0
@@ -250,7 +242,7 @@ def _compile_trees(slots: list[dict], n_features: int) -> dict[str, np.ndarray]:
         lv[i, : len(v)] = v
     feats_a = np.asarray(feats, dtype=np.int64)
     thr_a = np.asarray(thr, dtype=np.float32)
-    order = np.lexsort((_sortable(thr_a), feats_a))
+    order = np.lexsort((sortable_float_keys(thr_a), feats_a))
     return {
         "tree_node_feature": feats_a[order],
         "tree_node_threshold": thr_a[order],
@@ -276,25 +268,18 @@ def write_sparse(folder: Path, check_texts: list[str] | None = None, tol: float 
     with open(tmp_npz, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     tmp_npz.replace(folder / SPARSE_FILE)
-    (folder / "trees.onnx").unlink(missing_ok=True)  # an earlier format's file
 
-    from tagger.features import Tokenizer
-    from tagger.bundle import USERDICT_FILE
     from tagger.model import Tagger
+
+    from .export import parity_report
 
     parity = None
     if check_texts:
-        tok = Tokenizer(folder / USERDICT_FILE)
-        toks = tok.batch(check_texts)
         onnx_tagger = Tagger(folder, serving="onnx", self_test=False)
+        toks = onnx_tagger.tokenizer.batch(check_texts)
         dense = onnx_tagger.probabilities_tokens(toks)
-        sp = SparseModel(folder, {SPARSE_FILE: _sha256(folder / SPARSE_FILE)})
-        fast = sp.probabilities(toks)
-        parity = {"n": len(toks), "max_abs_diff": {}, "label_sets_identical": {}}
-        for i, h in enumerate(manifest["heads"]):
-            th = np.asarray(manifest["heads"][h]["thresholds"], dtype=np.float32)
-            parity["max_abs_diff"][h] = float(np.abs(dense[h] - fast[h]).max())
-            parity["label_sets_identical"][h] = bool(((dense[h] >= th) == (fast[h] >= th)).all())
+        fast = SparseModel(folder, {SPARSE_FILE: _sha256(folder / SPARSE_FILE)}).probabilities(toks)
+        parity = parity_report(dense, fast, {h: d["thresholds"] for h, d in manifest["heads"].items()})
         if max(parity["max_abs_diff"].values()) > tol or not all(parity["label_sets_identical"].values()):
             (folder / SPARSE_FILE).unlink()
             raise SparseCompileError(f"sparse path differs from the ONNX graph: {parity}")

@@ -22,7 +22,7 @@ from .data import Dataset, load_dataset
 from .data import document_years
 from .evaluate import CVResult
 from .experiments import CUTOFF_YEAR, FEATURE_SETS, Evaluator, ModelSpec, fit_heads, recency_weights, split_info
-from .export import INPUT_NAME, onnx_probabilities, output_name, to_onnx
+from .export import INPUT_NAME, onnx_probabilities, output_name, parity_report, to_onnx
 from .models import FeatureConfig, fit_vectorizer
 
 __all__ = ["TrainConfig", "TrainResult", "train", "write_bundle", "library_versions", "PARITY_TOL"]
@@ -155,12 +155,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     idx = np.sort(rng.choice(len(ds), size=min(PARITY_N, len(ds)), replace=False))
     texts = [ds.texts[i] for i in idx]
     onnx_p = onnx_probabilities(onnx_bytes, texts, HEADS)
-    parity = {"n": len(idx), "max_abs_diff": {}, "label_sets_identical": {}}
-    for h in HEADS:
-        sk = np.mean([m.predict_proba(X[idx]) for m in heads[h]], axis=0)
-        th = cv.thresholds[cv.chosen[h]][h]
-        parity["max_abs_diff"][h] = float(np.abs(sk - onnx_p[h]).max())
-        parity["label_sets_identical"][h] = bool(((sk >= th) == (onnx_p[h] >= th)).all())
+    sk = {h: np.mean([m.predict_proba(X[idx]) for m in heads[h]], axis=0) for h in HEADS}
+    parity = parity_report(sk, onnx_p, {h: cv.thresholds[cv.chosen[h]][h] for h in HEADS})
     log(f"ONNX parity on {len(idx)} clauses: max |diff| {max(parity['max_abs_diff'].values()):.2e}")
     if max(parity["max_abs_diff"].values()) > PARITY_TOL:
         raise RuntimeError(f"ONNX parity failed: {parity}")

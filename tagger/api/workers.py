@@ -133,17 +133,8 @@ class WorkerProcesses:
     @classmethod
     def for_tagger(cls, n: int, tagger, settings) -> "WorkerProcesses":
         """Workers that load the bundle ``tagger`` was loaded from, the same way."""
-        import inspect
-
-        from ..model import Tagger
-
-        accepted = inspect.signature(Tagger).parameters
-        kwargs = {}
-        if "serving" in accepted and isinstance(getattr(tagger, "serving", None), str):
-            kwargs["serving"] = tagger.serving
-        if "self_test" in accepted:
-            kwargs["self_test"] = False  # the server's copy of the same files passed it
-        return cls(n, tagger.folder, settings, kwargs)
+        # No self-test: the server's copy of the same files passed it.
+        return cls(n, tagger.folder, settings, {"serving": tagger.serving, "self_test": False})
 
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
