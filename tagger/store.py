@@ -216,6 +216,29 @@ class ClauseQuery:
     offset: int = 0
 
 
+def _enable_wal(dbapi_conn) -> None:
+    """Switch a new SQLite file to WAL, waiting out other processes doing the same.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy timeout, when two connections to a fresh file escalate together
+    (seen in CI: two `tagger ingest` processes opening one empty store). WAL is stored in
+    the file, so once any connection has switched, the others only read the mode.
+    """
+    import random
+    import sqlite3
+
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if dbapi_conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 class Store:
     """Safe for several writers at once (threads of the API, `tagger ingest` processes):
     writes of one document are serialised and the losers of a race see the winner's rows."""
@@ -242,7 +265,7 @@ class Store:
                 dbapi_conn.isolation_level = None
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")  # enforced only when asked
                 # WAL: readers (the API, exports) neither block nor are blocked by a writer.
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(dbapi_conn)
 
             @event.listens_for(self.engine, "begin")
             def _on_begin(conn):
