@@ -66,6 +66,10 @@ class Settings:
     # the server's GIL; -1: as many as work_threads; 0: none (all in the threads above).
     work_processes: int = field(default_factory=lambda: int(_env("work_processes", "-1")))
     work_process_min_clauses: int = field(default_factory=lambda: int(_env("work_process_min_clauses", "50")))
+    # Micro-batches of at most this many clauses (without evidence) are tagged on the event
+    # loop itself: for ~1 ms of work a hand-off to a thread costs more (GIL switches between
+    # the loop and the thread) than it saves. 0: always in the threads.
+    inline_clauses: int = field(default_factory=lambda: int(_env("inline_clauses", "16")))
     # The worker processes run this much nicer (lower priority) than the server.
     work_process_nice: int = field(default_factory=lambda: int(_env("work_process_nice", "5")))
     # Writes need one of these keys (Authorization: Bearer …); see tagger.api.security.

@@ -15,9 +15,11 @@ __all__ = ["MicroBatcher"]
 
 
 class MicroBatcher:
-    def __init__(self, run: Callable[..., Any], fn: Callable[..., list], max_clauses: int = 256):
+    def __init__(self, run: Callable[..., Any], fn: Callable[..., list], max_clauses: int = 256, inline: Callable[[int, tuple], bool] | None = None):
         # ``run(fn, *args)`` awaits ``fn`` in the work pool (admission control included).
+        # ``inline(n_clauses, args)``: call ``fn`` on the event loop instead (small batches).
         self._run, self._fn, self.max_clauses = run, fn, max_clauses
+        self._inline = inline or (lambda n, args: False)
         self._queues: dict[tuple, list[tuple[list[dict], asyncio.Future]]] = {}
         self._draining: set[tuple] = set()
 
@@ -52,7 +54,10 @@ class MicroBatcher:
     async def _tag(self, batch: list[tuple[list[dict], asyncio.Future]], args: tuple) -> None:
         flat = [c for clauses, _ in batch for c in clauses]
         try:
-            records = await self._run(self._fn, *args, flat)
+            if self._inline(len(flat), args):
+                records = self._fn(*args, flat)
+            else:
+                records = await self._run(self._fn, *args, flat)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc=exc)
