@@ -257,6 +257,10 @@ def test_worker_processes_start_in_the_background_and_stop_with_the_app(tmp_path
         assert r.status_code == 200 and r.json()["count"] >= 1
         workers = app.state.pool.processes.pids()
         assert len(workers) == Settings().work_process_count
+        deadline = time.time() + 60
+        while not (ready := httpx.get(url + "/v1/ready").json())["work_processes"]["started"] and time.time() < deadline:
+            time.sleep(0.1)
+        assert ready["work_processes"] == {"count": Settings().work_process_count, "started": True}
     finally:
         next(gen, None)
     # Reaped at shutdown: neither running nor left as zombies.

@@ -129,6 +129,7 @@ class WorkerProcesses:
         self._closed = False
         self._warm: threading.Thread | None = None
         self.running = 0  # jobs submitted and not yet answered
+        self.started = False  # every worker has loaded the bundle (reported by /v1/ready)
 
     @classmethod
     def for_tagger(cls, n: int, tagger, settings) -> "WorkerProcesses":
@@ -166,6 +167,7 @@ class WorkerProcesses:
             if failed is not None and not self._closed:
                 log.warning("worker processes did not start: %s", failed)
             elif failed is None:
+                self.started = True
                 log.info("%d worker processes ready in %.1f s", self.n, time.perf_counter() - t0)
 
         self._warm = threading.Thread(target=warm, daemon=True, name="tagger-workers-start")

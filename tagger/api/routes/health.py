@@ -16,11 +16,15 @@ def health() -> dict:
 
 @router.get("/ready")
 def ready(request: Request):
-    """Readiness: the bundle is loaded."""
+    """Readiness: the bundle is loaded. ``work_processes`` says whether the worker processes
+    for documents and large requests are up; until they are, such a request waits for them
+    (small requests do not), so it does not hold readiness back."""
     tagger = request.app.state.tagger
     if tagger is None:
         return JSONResponse(status_code=503, content={"status": "loading"})
-    return {"status": "ready", "model": tagger.version}
+    procs = request.app.state.pool.processes
+    workers = {"count": procs.n, "started": procs.started} if procs is not None else {"count": 0, "started": True}
+    return {"status": "ready", "model": tagger.version, "work_processes": workers}
 
 
 @router.get("/model")
