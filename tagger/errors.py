@@ -8,6 +8,19 @@ __all__ = ["TaggerError", "UnreadableDocument", "InvalidBundle", "InvalidInput"]
 class TaggerError(Exception):
     """Base class: ``str(exc)`` is a one-line message fit for stderr or an HTTP body."""
 
+    def __reduce__(self):
+        # Raised in worker processes (CLI pool, API workers, Spark executors). The default
+        # pickling calls ``cls(message)``, which fails for subclasses taking (path, reason):
+        # rebuild from the message and the attributes instead.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> TaggerError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class UnreadableDocument(TaggerError):
     def __init__(self, path: str, reason: str):

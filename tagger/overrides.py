@@ -71,10 +71,6 @@ class InvalidOverrides(TaggerError):
         self.reason = reason
         super().__init__(f"overrides file {path}: {reason}")
 
-    def __reduce__(self):
-        # Raised in worker processes (CLI pool, API workers, Spark): must unpickle as itself.
-        return (type(self), (self.path, self.reason))
-
 
 @dataclass(frozen=True)
 class Rule:

@@ -292,11 +292,17 @@ def test_exceptions_cross_the_process_boundary():
     from fastapi import HTTPException
 
     from tagger.api.workers import _Raised
-    from tagger.errors import InvalidInput, UnreadableDocument
+    from tagger.errors import InvalidBundle, InvalidInput, UnreadableDocument
+    from tagger.overrides import InvalidOverrides
 
     for exc in (InvalidInput("file", "bad"), UnreadableDocument("/tmp/x", "broken"),
                 HTTPException(status_code=413, detail="too big", headers={"X": "1"})):
         back = pickle.loads(pickle.dumps(_Raised(exc))).exception()
+        assert type(back) is type(exc) and str(back) == str(exc) and vars(back) == vars(exc)
+    # Named errors also pickle as themselves on their own (CLI pool, Spark executors).
+    for exc in (InvalidInput("file", "bad"), UnreadableDocument("/tmp/x", "broken"), InvalidBundle("/m", "no model.onnx"),
+                InvalidOverrides("o.yaml", "line 3: bad")):
+        back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc) and vars(back) == vars(exc)
 
 

@@ -71,9 +71,9 @@ def _ready() -> int:
 
 
 class _Raised:
-    """An exception from a job, in a form that always pickles (``InvalidInput(where,
-    reason)`` does not: unpickling calls ``InvalidInput(message)``). Rebuilt in the server
-    as the same class with the same attributes, so the same 4xx handler answers it."""
+    """An exception from a job with its traceback, in a form that always pickles (any
+    exception class, not only :class:`TaggerError`, which pickles itself). Rebuilt in the
+    server as the same class with the same attributes, so the same 4xx handler answers it."""
 
     def __init__(self, exc: BaseException):
         import pickle
