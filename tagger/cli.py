@@ -302,7 +302,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         progress.close()
     report_errors()
     if not args.quiet and writer:
-        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {version}", file=sys.stderr)
+        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {version} ({tagger.engine})", file=sys.stderr)
     return EXIT_FAILED if failed_files or reported else EXIT_OK
 
 

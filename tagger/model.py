@@ -77,6 +77,15 @@ class Tagger:
                 raise InvalidBundle(str(self.folder), f"{MODEL_FILE} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
         return self._session
 
+    @property
+    def engine(self) -> str:
+        """What computes the scores: "sparse-compiled" (the C loops of tagger/_kernels.c),
+        "sparse-numpy" (the same path where the extension was not built: ~3x slower) or
+        "onnx" (the graph)."""
+        if self.sparse is None:
+            return "onnx"
+        return "sparse-compiled" if self.sparse.compiled else "sparse-numpy"
+
     def _choose_serving(self, want: str) -> str:
         """"sparse" (the default when the bundle has it: same numbers, several times faster)
         or "onnx" (the graph itself; release checks and bundles without sparse files)."""

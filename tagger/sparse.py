@@ -3,7 +3,7 @@
 The graph (``model.onnx``) vectorises into a dense batch x 12,000 matrix before any head
 runs, so its cost grows with the vocabulary. Here each clause costs what its own n-grams
 cost: n-grams become integer codes (a table lookup per character, a dict lookup per
-word), codes become columns by binary search, the linear heads are a gather-and-sum over
+word), codes become columns by binary search (by hash in the compiled loops), the linear heads are a gather-and-sum over
 those columns, and the tree heads run on the clause's non-zero columns only, by
 QuickScorer (Lucchese et al., SIGIR 2015): a node whose test fails rules out the leaves
 on its "true" side, and the exit leaf is the leftmost leaf left standing.
@@ -12,6 +12,10 @@ threshold a zero value could fail is folded into a per-tree start mask at compil
 The artefacts (``sparse.npz``) are compiled out of ``model.onnx`` by
 ``training/sparse.py``; the outputs equal the graph's within 1e-5 (tested on 2,000 real
 clauses, and re-checked at every load by the bundle self-test).
+
+The n-gram lookup and the scoring loops run in C (``tagger/_kernels.c``, built at install
+where a compiler exists; n-grams found by hash instead of binary search): ~4x the numpy
+code below, which stays as the fallback and is tested equal to both.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InvalidBundle
+
+try:  # the compiled loops (tagger/_kernels.c), built at install where a C compiler exists
+    from . import _kernels
+except ImportError:  # pragma: no cover - depends on the install
+    _kernels = None
 
 __all__ = ["SparseModel", "SPARSE_FILE"]
 
@@ -54,6 +63,9 @@ class _Block:
         self.idf = arrays[f"{prefix}idf"].astype(np.float32)
         self.codes = {n: arrays[f"{prefix}codes{n}"] for n in range(1, self.max_n + 1) if f"{prefix}codes{n}" in arrays.files}
         self.cols = {n: arrays[f"{prefix}cols{n}"].astype(np.int64) for n in self.codes}
+        if any((np.diff(t) <= 0).any() for t in self.codes.values()):
+            raise ValueError("n-gram code tables must be sorted and unique")
+        self._tables = None
         if self.analyzer == "char":
             if any(len(u) != 1 for u in unis):
                 raise ValueError("char block unigrams must be single characters")
@@ -73,8 +85,16 @@ class _Block:
         toks = joined.split(" ")
         return np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
 
-    def entries(self, ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, column) of every n-gram occurrence in the vocabulary."""
+    def entries(self, ids: np.ndarray, rows: np.ndarray, compiled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) of every n-gram occurrence in the vocabulary (in no particular order)."""
+        if compiled:
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            size = len(ids) * len(self.codes)
+            out_r, out_c = np.empty(size, np.int64), np.empty(size, np.int64)
+            if self._tables is None:
+                self._tables = [(n, *_hash_table(self.codes[n], self.cols[n])) for n in sorted(self.codes)]
+            k = _kernels.ngrams(ids, self.V, self._tables, out_r, out_c)
+            return out_r[:k], out_c[:k] + self.offset
         out_r, out_c = [], []
         ok = ids >= 0
         code = np.where(ok, ids, 0)
@@ -98,6 +118,28 @@ class _Block:
         if not out_r:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(out_r), np.concatenate(out_c)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hash_table(codes: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open addressing with linear probing, at most half full, as _kernels.c's lookup()
+    reads it: slot = (code x golden ratio) >> (64 - bits), -1 marks an empty slot."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) and codes.min() < 0:
+        raise ValueError("n-gram codes must be non-negative")
+    bits = max(1, int(2 * len(codes)).bit_length())
+    keys = np.full(1 << bits, -1, dtype=np.int64)
+    vals = np.full(1 << bits, -1, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        home = (codes.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - bits)
+    mask = (1 << bits) - 1
+    for code, col, h in zip(codes.tolist(), np.asarray(cols, dtype=np.int64).tolist(), home.tolist()):
+        while keys[h] >= 0:
+            h = (h + 1) & mask
+        keys[h], vals[h] = code, col
+    return keys, vals
 
 
 def sortable_float_keys(x: np.ndarray) -> np.ndarray:
@@ -135,12 +177,19 @@ class _Trees:
         self.start = start
         keep = ~neg
         self.feat, self.tree, self.mask = feat[keep], tree[keep], mask[keep]
-        self.keys = (self.feat.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(thr[keep])
+        self.thr = np.ascontiguousarray(thr[keep])
+        self.keys = (self.feat.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(self.thr)
         if (np.diff(self.keys.astype(np.float64)) < 0).any():
             raise ValueError("tree nodes must be sorted by (feature, threshold)")
         self.first = np.searchsorted(self.feat, np.arange(n_features + 1))
         self.has_nodes = self.first[1:] > self.first[:-1]
         self.wide = int(n_leaves.max()) > 16 if T else False
+        # Output column of each tree: the index of its slot group (what reduceat sums into).
+        self.group = (np.cumsum(np.r_[True, slot[1:] != slot[:-1]]) - 1).astype(np.int64) if T else np.zeros(0, np.int64)
+        self.n_groups = len(self.slot_starts)
+        self.leaf_values = np.ascontiguousarray(self.leaf_values)
+        if T and self.leaf_values.shape[1] < int(n_leaves.max()):
+            raise ValueError("tree_leaf_values has fewer columns than the widest tree has leaves")
 
     def scores(self, r: np.ndarray, c: np.ndarray, v: np.ndarray, B: int) -> np.ndarray:
         """Raw scores (B x slots) for the non-zero entries (row r, column c, value v > 0)."""
@@ -169,8 +218,10 @@ class _Trees:
 class SparseModel:
     """Probabilities per head for a batch of tokenised clauses (space-joined tokens)."""
 
-    def __init__(self, folder: Path, hashes: dict[str, str]):
+    def __init__(self, folder: Path, hashes: dict[str, str], compiled: bool = True):
         folder = Path(folder)
+        # False runs the numpy code even where the compiled loops are built (parity tests).
+        self.compiled = compiled and _kernels is not None
         path = folder / SPARSE_FILE
         if not path.is_file():
             raise InvalidBundle(str(folder), f"{SPARSE_FILE} is missing (the manifest declares the sparse serving path)")
@@ -238,9 +289,8 @@ class SparseModel:
         rows_all, cols_all, lex_rc = [], [], None
         for blk in self.blocks:
             ids = blk.unigram_ids(joined[blk.analyzer])
-            sep = ids == -2
-            rows = np.cumsum(sep)
-            r, c = blk.entries(ids, rows)
+            rows = None if self.compiled else np.cumsum(ids == -2)
+            r, c = blk.entries(ids, rows, self.compiled)
             if blk is self.lex_block:
                 lex_rc = (r, c - blk.offset)
                 continue
@@ -271,16 +321,26 @@ class SparseModel:
             c = np.concatenate([c, fj + self.flag_offset])[order]
             vals = np.concatenate([vals, flags[fr, fj]])[order]
 
-        # Linear members: logit = b + sum over the clause's columns of value x weight.
-        logits = np.zeros((B, self.W.shape[1]), dtype=np.float32)
-        if len(r):
-            contrib = self.W[c] * vals[:, None]
-            starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-            logits[r[starts]] = np.add.reduceat(contrib, starts, axis=0)
-        logits += self.b
+        if self.compiled:
+            t = self.trees
+            logits = np.empty((B, self.W.shape[1]), dtype=np.float32)
+            raw = np.empty((B, t.n_groups), dtype=np.float32)
+            _kernels.score(
+                np.ascontiguousarray(r, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
+                np.ascontiguousarray(vals, dtype=np.float32), self.W, self.b, t.first, t.thr, t.tree, t.mask,
+                t.start, t.leaf_values, t.group, logits, raw,
+            )
+        else:
+            # Linear members: logit = b + sum over the clause's columns of value x weight.
+            logits = np.zeros((B, self.W.shape[1]), dtype=np.float32)
+            if len(r):
+                contrib = self.W[c] * vals[:, None]
+                starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+                logits[r[starts]] = np.add.reduceat(contrib, starts, axis=0)
+            logits += self.b
+            raw = self.trees.scores(r, c, vals, B)
         lin = 1.0 / (1.0 + np.exp(-logits))
-
-        tree_p = 1.0 / (1.0 + np.exp(-self.trees.scores(r, c, vals, B)))
+        tree_p = 1.0 / (1.0 + np.exp(-raw))
 
         out = {}
         for h, spec in self.heads.items():

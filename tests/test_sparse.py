@@ -44,6 +44,70 @@ def test_sparse_equals_onnx_on_2000_real_clauses(taggers):
         assert p.labels == q.labels
 
 
+def test_compiled_loops_are_built_and_serve():
+    """pip builds tagger/_kernels.c wherever a C compiler exists; without it the numpy code
+    serves, ~3x slower, which a deployment should notice rather than assume."""
+    import tagger.sparse
+
+    assert tagger.sparse._kernels is not None
+    assert Tagger(BUNDLE).engine == "sparse-compiled"
+
+
+def test_numpy_fallback_equals_compiled_and_onnx(taggers):
+    """The same path without the extension (an install with no C compiler)."""
+    sparse, dense = taggers
+    fallback = Tagger(BUNDLE, serving="sparse", self_test=False)
+    fallback.sparse.compiled = False
+    assert fallback.engine == "sparse-numpy"
+    texts = _clauses(700)  # more than one internal chunk
+    toks = sparse.tokenizer.batch(texts)
+    a, b, c = sparse.probabilities_tokens(toks), fallback.probabilities_tokens(toks), dense.onnx_probabilities_tokens(toks)
+    for h in a:
+        assert np.abs(a[h] - b[h]).max() < 1e-5, h
+        assert np.abs(b[h] - c[h]).max() < 1e-5, h
+    assert [p.labels for p in fallback.predict(texts)] == [p.labels for p in sparse.predict(texts)]
+
+
+def test_kernels_refuse_inconsistent_arrays(taggers):
+    """The C loops index raw memory: every array shape and every index is checked first."""
+    from tagger.sparse import _hash_table, _kernels
+
+    m, t = taggers[0].sparse, taggers[0].sparse.trees
+    r, c, v = np.array([0, 1], np.int64), np.array([3, 5], np.int64), np.array([0.5, 0.5], np.float32)
+
+    def score(r=r, c=c, v=v, B=2, W=m.W, group=t.group):
+        logits = np.empty((B, W.shape[1]), np.float32)
+        raw = np.empty((B, t.n_groups), np.float32)
+        _kernels.score(r, c, v, W, m.b, t.first, t.thr, t.tree, t.mask, t.start, t.leaf_values, group, logits, raw)
+        return logits
+
+    assert score().shape == (2, m.W.shape[1])
+    with pytest.raises(ValueError, match="rows ascending"):
+        score(r=np.array([1, 0], np.int64))
+    with pytest.raises(ValueError, match="rows ascending"):
+        score(r=np.array([0, 2], np.int64))  # a row past the batch
+    with pytest.raises(ValueError, match="columns in range"):
+        score(c=np.array([3, m.n_features], np.int64))
+    with pytest.raises(ValueError, match="shapes do not agree"):
+        score(v=np.array([0.5], np.float32))
+    with pytest.raises(ValueError, match="shapes do not agree"):
+        score(W=m.W[:-1])
+    with pytest.raises(ValueError, match="slot out of range"):
+        score(group=t.group + 1)
+    with pytest.raises(TypeError, match="item size"):
+        score(v=v.astype(np.float64))
+
+    keys, cols = _hash_table(np.array([4, 9], np.int64), np.array([0, 1], np.int64))
+    ids = np.array([4, -2, 9], np.int64)
+    out_r, out_c = np.empty(3, np.int64), np.empty(3, np.int64)
+    k = _kernels.ngrams(ids, 10, [(1, keys, cols)], out_r, out_c)
+    assert (k, list(out_r[:k]), list(out_c[:k])) == (2, [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="power-of-two"):
+        _kernels.ngrams(ids, 10, [(1, keys[:3], cols[:3])], out_r, out_c)
+    with pytest.raises(ValueError, match="too small"):
+        _kernels.ngrams(ids, 10, [(1, keys, cols)], out_r[:2], out_c[:2])
+
+
 @pytest.mark.parametrize("text", ["", "   ", "!!!", "ａｂｃ", "AI--大模型 -- 算力券", "对" * 3000, "x\x01y", "🙂 芯片 🙂", "\t\n研发补助\n"])
 def test_edge_cases_match(taggers, text):
     sparse, dense = taggers

@@ -18,13 +18,14 @@ def health() -> dict:
 def ready(request: Request):
     """Readiness: the bundle is loaded. ``work_processes`` says whether the worker processes
     for documents and large requests are up; until they are, such a request waits for them
-    (small requests do not), so it does not hold readiness back."""
+    (small requests do not), so it does not hold readiness back. ``engine`` says whether the
+    compiled loops serve (see ``Tagger.engine``)."""
     tagger = request.app.state.tagger
     if tagger is None:
         return JSONResponse(status_code=503, content={"status": "loading"})
     procs = request.app.state.pool.processes
     workers = {"count": procs.n, "started": procs.started} if procs is not None else {"count": 0, "started": True}
-    return {"status": "ready", "model": tagger.version, "work_processes": workers}
+    return {"status": "ready", "model": tagger.version, "engine": tagger.engine, "work_processes": workers}
 
 
 @router.get("/model")
