@@ -23,7 +23,7 @@ from setuptools.errors import FileError
 PACKAGED = {
     "models/policy-tagger": "tagger/_data/models/policy-tagger",
     "labels/taxonomy.yaml": "tagger/_data/labels/taxonomy.yaml",
-    # The reviewed override rules (tagger/overrides.py): part of what an installed tagger
+    # The reviewed override rules (tagger/model/overrides.py): part of what an installed tagger
     # outputs, so they travel with the bundle; TAGGER_OVERRIDES_FILE replaces them.
     "labels/overrides.yaml": "tagger/_data/labels/overrides.yaml",
 }
@@ -75,9 +75,9 @@ class build_py(_build_py):
         return list(super().get_source_files()) + [src for src, _ in packaged_files()]
 
 
-# The sparse path's compiled loops (tagger/_kernels.c: linear gather-and-sum and QuickScorer
+# The sparse path's compiled loops (tagger/model/_kernels.c: linear gather-and-sum and QuickScorer
 # trees, ~4x the numpy code's speed). Optional: where no C compiler is found the install
-# still succeeds and tagger/sparse.py runs the same computation in numpy.
-KERNELS = Extension("tagger._kernels", ["tagger/_kernels.c"], optional=True, extra_compile_args=["-O3"])
+# still succeeds and tagger/model/sparse.py runs the same computation in numpy.
+KERNELS = Extension("tagger.model._kernels", ["tagger/model/_kernels.c"], optional=True, extra_compile_args=["-O3"])
 
 setup(cmdclass={"build_py": build_py}, ext_modules=[KERNELS])

@@ -33,8 +33,8 @@ def corpus_texts() -> list[str]:
 
 
 def bench_inprocess(texts: list[str]) -> None:
-    from tagger.features import Tokenizer
-    from tagger.model import Tagger
+    from tagger.model.features import Tokenizer
+    from tagger.model.inference import Tagger
 
     for engine in ("jieba", "jieba_next"):
         try:

@@ -25,7 +25,7 @@ DEFAULT_DIR = ROOT / "var" / "bench" / "fasttext"
 
 
 def _tokenizer():
-    from tagger.features import Tokenizer
+    from tagger.model.features import Tokenizer
 
     return Tokenizer(ROOT / "models" / "policy-tagger" / "userdict.txt")
 

@@ -82,13 +82,13 @@ def _read_documents(spark, path: str):
     def doc_id(file_path: str) -> str:
         from pathlib import PurePosixPath
 
-        from tagger.ingest import doc_id_for
+        from tagger.ingest.documents import doc_id_for
 
         return doc_id_for(PurePosixPath(posixpath.basename(file_path)))
 
     @F.udf(StringType())
     def decode(content: bytes, file_path: str) -> str:
-        from tagger.readers import decode_bytes
+        from tagger.ingest.readers import decode_bytes
 
         return decode_bytes(bytes(content), file_path)
 

@@ -43,7 +43,7 @@ class Settings:
     model_uri: str = field(default_factory=lambda: _env("model_uri", ""))
     labels_dir: Path = field(default_factory=lambda: Path(_env("labels_dir", str(default_locations().labels_dir))))
     var_dir: Path = field(default_factory=lambda: Path(_env("var_dir", str(default_locations().var_dir))))
-    # Reviewed correction rules applied after the model (tagger.overrides); re-read when the
+    # Reviewed correction rules applied after the model (tagger.model.overrides); re-read when the
     # file changes. Default: overrides.yaml beside the taxonomy (labels/ in a checkout, the
     # wheel's packaged copy when installed); a missing file means no rules.
     overrides_file: Path = field(

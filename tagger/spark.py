@@ -25,7 +25,7 @@ Output columns (:data:`CLAUSE_SCHEMA`, then the input's extra columns with their
     model     string            the bundle version (+ the override rules' stamp, as ``tagger tag``)
     provenance map<string,map<string,string>>  {head: {label: "model" | "override:<rule id>"}}
     evidence  string            only with ``evidence=True``: JSON text of ``tagger tag --evidence``'s
-                                ``evidence`` object (spans behind each label, :mod:`tagger.evidence`)
+                                ``evidence`` object (spans behind each label, :mod:`tagger.model.evidence`)
 
 Extra input columns pass through after these, as extra JSONL fields do in ``tagger tag``;
 an input column named like an output column (e.g. gold ``topic`` labels) is replaced, as
@@ -37,7 +37,7 @@ How the model travels: the driver reads the bundle folder's files (``manifest.js
 their bytes (``SparkContext.addFile`` cannot ship a local folder to a cluster). On each
 executor they are written once into the application's Spark scratch folder, in a folder
 named by their SHA-256 (removed by Spark at the end), and each executor Python process
-keeps one :class:`~tagger.model.Tagger` per bundle digest, loaded on its first batch (one
+keeps one :class:`~tagger.model.inference.Tagger` per bundle digest, loaded on its first batch (one
 ONNX thread: Spark's task slots are the parallelism). Batches go through ``mapInPandas``
 (Arrow); ``batch_size`` clauses are tagged per call. Rows per Arrow batch are capped by
 ``spark.sql.execution.arrow.maxRecordsPerBatch`` (default 10,000): lower it when
@@ -61,14 +61,14 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('tagger.spark needs pyspark, pandas and pyarrow: pip install "policy-clause-tagger[spark]"') from exc
 
-from .bundle import MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
+from .model.bundle import MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
 from .taxonomy import HEADS
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from .model import Tagger
+    from .model.inference import Tagger
 
 __all__ = ["tag_dataframe", "tag_documents", "CLAUSE_SCHEMA"]
 
@@ -94,7 +94,7 @@ _BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, USERDICT_FILE)  # what Tagger reads,
 def _bundle_files(folder: Path) -> tuple[str, ...]:
     import json
 
-    from .sparse import SPARSE_FILE
+    from .model.sparse import SPARSE_FILE
 
     try:
         serving = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("serving") or {}
@@ -170,8 +170,8 @@ def tag_documents(
     """Segment a DataFrame of documents (``doc``, ``text``, optional ``title``/``region``/``year``
     and any extras) into clauses and tag them.
 
-    Segmentation is ``tagger segment``'s (:func:`~tagger.ingest.document_from_text`, then
-    :func:`~tagger.segment.segment`): a document read from ``path`` with
+    Segmentation is ``tagger segment``'s (:func:`~tagger.ingest.documents.document_from_text`, then
+    :func:`~tagger.ingest.segment.segment`): a document read from ``path`` with
     ``doc = doc_id_for(path)`` and ``text = read_text(path)`` gets the clause ids, sections
     and labels that ``tagger tag path`` gives (a compilation gives ``doc``-01, -02, ...).
     The document's other columns are repeated on each of its clauses, after the standard
@@ -200,7 +200,7 @@ def _digest(files: dict[str, bytes]) -> str:
 
 def _resolve_bundle(bundle_dir: str | Path | None) -> Path:
     from .config import get_settings
-    from .model import resolve_bundle_dir
+    from .model.inference import resolve_bundle_dir
 
     if bundle_dir is not None:
         return Path(bundle_dir)
@@ -281,7 +281,7 @@ def _load_tagger(digest: str, files) -> "Tagger":
         with _LOCK:
             tagger = _TAGGERS.get(digest)
             if tagger is None:
-                from .model import Tagger
+                from .model.inference import Tagger
 
                 data = files if isinstance(files, dict) else files.value
                 tagger = _TAGGERS[digest] = Tagger(_materialize(digest, data), threads=1)
@@ -336,8 +336,8 @@ def _tag_batches(
 def _segment_batches(batches: Iterator["pd.DataFrame"], extras: tuple[str, ...]) -> Iterator["pd.DataFrame"]:
     import pandas as pd
 
-    from .ingest import document_from_text
-    from .segment import segment
+    from .ingest.documents import document_from_text
+    from .ingest.segment import segment
 
     for pdf in batches:
         _check_rows(pdf, "doc", "document")

@@ -7,8 +7,8 @@ Output record (the contract other tools consume; keep it exact):
     evidence {head: {label: [{start, end, text, weight}]}} (only when asked for)
 Extra fields of an input record pass through after these.
 
-Override rules (labels/overrides.yaml, :mod:`tagger.overrides`) apply here, after the
-model, so that every path (CLI, API, store, Spark) gets them; evidence: :mod:`tagger.evidence`.
+Override rules (labels/overrides.yaml, :mod:`tagger.model.overrides`) apply here, after the
+model, so that every path (CLI, API, store, Spark) gets them; evidence: :mod:`tagger.model.evidence`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import InvalidInput, TaggerError
-from .model import Tagger
-from .overrides import Overrides, current_overrides
+from .model.inference import Tagger
+from .model.overrides import Overrides, current_overrides
 from .taxonomy import HEADS
 
 __all__ = ["OUTPUT_FIELDS", "tag_clauses", "model_version", "resolve_overrides", "iter_input_clauses", "batched", "validate_clause", "BATCH_SIZE"]
@@ -80,7 +80,7 @@ def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, ove
     applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
     evid: list = [None] * len(clauses)
     if evidence:
-        from .evidence import explain
+        from .model.evidence import explain
 
         model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in HEADS} for labels, prov, _ in applied]
         evid = explain(tagger, texts, model_labels)
@@ -149,8 +149,8 @@ def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
                     continue
                 yield rec
         return
-    from .ingest import load_documents
-    from .segment import segment
+    from .ingest.documents import load_documents
+    from .ingest.segment import segment
 
     for doc in load_documents(path):
         for c in segment(doc):

@@ -16,7 +16,7 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def corpus_clauses():
     """Every clause of the committed corpus, segmented once per test session."""
-    from tagger.corpus import segment_paths
+    from tagger.ingest.corpus import segment_paths
 
     out = []
     for doc, clauses in segment_paths([DOCS]):
@@ -79,9 +79,9 @@ def serve(app):
 def compilation_store(tmp_path_factory, name: str):
     """A fresh SQLite store holding the 33 pilot-zone policies, tagged by the bundled model;
     returns ``(database URL, tagger)``. One store per test module: modules add to it."""
-    from tagger.ingest import load_documents
-    from tagger.model import Tagger
-    from tagger.store import Store, ingest_documents
+    from tagger.ingest.documents import load_documents
+    from tagger.model.inference import Tagger
+    from tagger.store.db import Store, ingest_documents
 
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}"
     tagger = Tagger(ROOT / "models" / "policy-tagger")

@@ -212,7 +212,7 @@ def test_wheel_installed_in_a_clean_venv_finds_its_data(tmp_path):
         str(_bin(venv, "python")),
         "-c",
         "import json, tagger; from tagger.config import Settings; from tagger.locations import default_locations;"
-        "from tagger.features import DEFAULT_USERDICT; from tagger.api.routes.clauses import labels; s = Settings();"
+        "from tagger.model.features import DEFAULT_USERDICT; from tagger.api.routes.clauses import labels; s = Settings();"
         "print(json.dumps({'pkg': tagger.__file__, 'layout': default_locations().layout, 'model_dir': str(s.model_dir),"
         "'taxonomy': str(s.taxonomy_file), 'var_dir': str(s.var_dir), 'userdict': str(DEFAULT_USERDICT),"
         "'labels': {h: len(v) for h, v in labels().items()}}))",
@@ -233,7 +233,7 @@ def test_wheel_installed_in_a_clean_venv_finds_its_data(tmp_path):
     # tagger tag from a folder outside the checkout, with the bundled model
     version = json.loads((BUNDLE / "manifest.json").read_text(encoding="utf-8"))["version"]
     # The packaged override rules are applied and stamped, as in the checkout.
-    from tagger.overrides import load_overrides
+    from tagger.model.overrides import load_overrides
 
     version = load_overrides(ROOT / "labels" / "overrides.yaml").version(version)
     texts = ["对人工智能企业给予最高500万元资金补助。", "支持建设算力基础设施和公共数据平台。", "对引进的高层次人才给予住房补贴。"]
@@ -258,3 +258,23 @@ def test_wheel_installed_in_a_clean_venv_finds_its_data(tmp_path):
     # checkout-only data: a one-line error, not a traceback
     res = run(str(_bin(venv, "tagger")), "labels", "validate")
     assert res.returncode == 1 and "no such file" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_packages_export_their_public_names_lazily():
+    """Each concern is a package with a small public surface; importing one module (the
+    tokeniser, say) must not drag in the model, the store or the CLI."""
+    code = (
+        "import sys, tagger.model.features; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('tagger.') and m.count('.') > 1); "
+        "from tagger.model import Tagger, load_tagger; from tagger.ingest import Document, load_documents; "
+        "from tagger.store import Store, ClauseQuery; from tagger.cli import main; import tagger.ingest; "
+        "print(loaded, Tagger.__module__, load_documents.__module__, Store.__module__, main.__module__, callable(main))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [
+        "['tagger.ingest.textnorm',", "'tagger.model.features']",
+        "tagger.model.inference", "tagger.ingest.documents", "tagger.store.db", "tagger.cli.commands", "True",
+    ]
+    r = subprocess.run([sys.executable, "-c", "import tagger.model; tagger.model.nothing"], capture_output=True, text=True, timeout=60)
+    assert "module 'tagger.model' has no attribute 'nothing'" in r.stderr

@@ -163,8 +163,8 @@ def test_tag_dataframe_equals_cli_record_for_record(spark, bundle, tmp_path):
 
 
 def test_tag_documents_equals_cli_on_files(spark, bundle, tmp_path):
-    from tagger.ingest import doc_id_for, read_sources
-    from tagger.readers import read_text
+    from tagger.ingest.documents import doc_id_for, read_sources
+    from tagger.ingest.readers import read_text
     from tagger.spark import CLAUSE_SCHEMA, tag_documents
 
     cli = _cli_tag(tmp_path, bundle, [str(p) for p in DOC_FILES])

@@ -128,7 +128,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     from tagger.jsonio import atomic_folder
-    from tagger.model import Tagger, resolve_bundle_dir
+    from tagger.model.inference import Tagger, resolve_bundle_dir
 
     st = get_settings()
     src = resolve_bundle_dir(st.model_dir, args.uri)

@@ -69,6 +69,6 @@ def load_dataset(path: Path, taxonomy: Taxonomy) -> Dataset:
 
 def document_years(documents_dir: Path) -> dict[str, int | None]:
     """doc id -> publication year, from the ``SOURCES.tsv`` files of the corpus."""
-    from tagger.corpus import iter_documents
+    from tagger.ingest.corpus import iter_documents
 
     return {d.id: d.year for d in iter_documents([documents_dir])}

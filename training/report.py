@@ -100,7 +100,7 @@ Tags clauses of Chinese industrial-policy documents with `topic`, `measure` and
 `industry` (multi-label; ids in `manifest.json`, contract in `labels/guidelines.md`).
 
 - **Input**: clause text, normalised and cut by jieba with `userdict.txt`, tokens joined by
-  spaces (`tagger.features.Tokenizer`); ONNX input `{manifest['input']['name']}` (string [N, 1]).
+  spaces (`tagger.model.features.Tokenizer`); ONNX input `{manifest['input']['name']}` (string [N, 1]).
 - **Model**: word {tuple(manifest['features']['word_ngram'])} + char {tuple(manifest['features']['char_ngram'])} n-gram TF-IDF
   ({manifest['features']['n_features']} features), one-vs-rest per head ({models}); `avg:a+b` averages the
   two models' probabilities inside the ONNX graph; per-label thresholds tuned on grouped-CV

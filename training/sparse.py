@@ -1,4 +1,4 @@
-"""Compile a bundle's ONNX graph into the sparse serving artefacts (``tagger.sparse``).
+"""Compile a bundle's ONNX graph into the sparse serving artefacts (``tagger.model.sparse``).
 
 Why: the graph's TF-IDF step builds a dense (batch x 12,000) matrix, so its cost grows
 with the vocabulary, not with the clause (~8.5k clauses/s ceiling). Serving instead looks
@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from tagger.bundle import MANIFEST_FILE, MODEL_FILE
-from tagger.sparse import SPARSE_FILE, SparseModel, sortable_float_keys
+from tagger.model.bundle import MANIFEST_FILE, MODEL_FILE
+from tagger.model.sparse import SPARSE_FILE, SparseModel, sortable_float_keys
 
 __all__ = ["compile_sparse", "write_sparse", "SparseCompileError"]
 
@@ -183,7 +183,7 @@ def compile_sparse(model: onnx.ModelProto, manifest: dict) -> dict[str, np.ndarr
     if arrays["linear_W"].shape[0] != n_features:
         raise SparseCompileError("linear weights do not match the feature width")
 
-    # -- the trees, as QuickScorer tables (see tagger.sparse._Trees): per internal node its
+    # -- the trees, as QuickScorer tables (see tagger.model.sparse._Trees): per internal node its
     # feature, threshold and the bitmask of the leaves it rules out when its test fails.
     arrays.update(_compile_trees(trees_by_slot))
     spec = {"format": 1, "blocks": blocks, "lexicon": lexicon, "n_features": n_features, "heads": heads}
@@ -269,7 +269,7 @@ def write_sparse(folder: Path, check_texts: list[str] | None = None, tol: float 
         np.savez_compressed(fh, **arrays)
     tmp_npz.replace(folder / SPARSE_FILE)
 
-    from tagger.model import Tagger
+    from tagger.model.inference import Tagger
 
     from .export import parity_report
 

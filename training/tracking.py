@@ -102,7 +102,7 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
     from mlflow.models import infer_signature
 
     import tagger
-    from tagger.mlflow_model import BundleModel
+    from tagger.model.mlflow_model import BundleModel
 
     from .report import cv_table, save_plots
 

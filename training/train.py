@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.bundle import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
-from tagger.features import DEFAULT_USERDICT, Tokenizer, userdict_hash
+from tagger.model.bundle import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
+from tagger.model.features import DEFAULT_USERDICT, Tokenizer, userdict_hash
 from tagger.taxonomy import HEADS, Taxonomy
 
 from .data import Dataset, load_dataset
@@ -171,7 +171,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         "input": {
             "name": INPUT_NAME,
             "type": "string [N, 1]",
-            "preprocessing": "tagger.features.Tokenizer: normalise, jieba tokens (user dictionary), joined by single spaces",
+            "preprocessing": "tagger.model.features.Tokenizer: normalise, jieba tokens (user dictionary), joined by single spaces",
         },
         "heads": {
             h: {

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
-from ..overrides import InvalidOverrides
+from ..model.overrides import InvalidOverrides
 from .limits import BodyLimit, WorkPool
 from .metrics import Metrics
 from .security import require_read
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.tagger is None:
-            from ..model import load_tagger
+            from ..model.inference import load_tagger
 
             app.state.tagger = load_tagger(st.model_dir, st.model_uri)
         if st.work_process_count > 0:

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from ..config import Settings
-from ..model import Tagger
-from ..store import Store
+from ..model.inference import Tagger
+from ..store.db import Store
 from .limits import WorkPool
 
 __all__ = ["TaggerDep", "SettingsDep", "StoreDep", "PoolDep"]

@@ -53,7 +53,7 @@ def _init(folder: str, settings, tagger_kwargs: dict, parent: int) -> None:
         # gets a core before the batch work does.
         os.nice(nice)
     threading.Thread(target=_orphan_watch, args=(parent,), daemon=True, name="orphan-watch").start()
-    from ..model import Tagger
+    from ..model.inference import Tagger
 
     _tagger = Tagger(Path(folder), **tagger_kwargs)
     _settings = settings

@@ -13,7 +13,7 @@ import pytest
 from tagger.api import create_app
 from tagger.api.batcher import MicroBatcher
 from tagger.config import Settings
-from tagger.model import Tagger
+from tagger.model.inference import Tagger
 from tagger.tagging import tag_clauses
 
 from ..conftest import ROOT, serve

@@ -50,7 +50,7 @@ def test_nb_logreg_exports_as_plain_logistic_regression():
 
 @pytest.fixture(scope="module")
 def small_eval():
-    from tagger.features import Tokenizer
+    from tagger.model.features import Tokenizer
     from training.data import document_years, load_dataset
     from training.experiments import Evaluator
 

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tagger.features import Tokenizer
+from tagger.model.features import Tokenizer
 from tagger.taxonomy import HEADS, load_taxonomy
 
 from ..conftest import ROOT

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tagger.model import Tagger
+from tagger.model.inference import Tagger
 
 from ..conftest import ROOT
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InvalidInput
-from ...store import ClauseQuery
+from ...store.db import ClauseQuery
 from ..schemas import check_strings
 from ...taxonomy import HEADS
 from ..deps import StoreDep
@@ -51,7 +51,7 @@ def clause_query(
     year_to: Year = None,
     min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
     min_amount: Annotated[float | None, Query(ge=0, le=1e9)] = None,
-    # Which amounts count for sort=amount and min_amount (tagger.facts): by default the caps,
+    # Which amounts count for sort=amount and min_amount (tagger.store.facts): by default the caps,
     # what one beneficiary can get; budgets and statistics would otherwise top every sort.
     amount_kind: Literal["cap", "budget", "ratio", "statistic", "any"] = "cap",
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,

@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
 from ...errors import InvalidInput, UnreadableDocument
-from ...ingest import Document, document_from_text, load_documents
-from ...readers import SUPPORTED_SUFFIXES
-from ...segment import segment
+from ...ingest.documents import Document, document_from_text, load_documents
+from ...ingest.readers import SUPPORTED_SUFFIXES
+from ...ingest.segment import segment
 from ...tagging import model_version, resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
 from ..schemas import DocumentIn, check_strings
@@ -130,7 +130,7 @@ _stores_lock = threading.Lock()
 
 def _process_store(url: str):
     """One store (engine, connection pool) per database URL and process."""
-    from ...store import Store
+    from ...store.db import Store
 
     with _stores_lock:
         if url not in _stores:

@@ -12,7 +12,7 @@ from ..security import require_json
 
 router = APIRouter(prefix="/v1", tags=["tag"])
 
-# Evidence scores ~50 variants of each clause (occlusion, tagger.evidence): for choosing the
+# Evidence scores ~50 variants of each clause (occlusion, tagger.model.evidence): for choosing the
 # worker-process path a clause with evidence weighs as much as this many without.
 EVIDENCE_COST = 50
 

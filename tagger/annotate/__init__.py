@@ -1,0 +1,2 @@
+"""The annotators' side: labeled clauses (``labels``), what to review next
+(``review``), and Label Studio tasks and exports (``labelstudio``)."""

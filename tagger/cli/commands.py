@@ -1,0 +1,432 @@
+"""The ``tagger`` command: argparse subcommands, one small function each.
+
+Errors a user can cause print one line on stderr and exit non-zero; nothing is
+half-written because every output goes through :func:`tagger.jsonio.atomic_writer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ..errors import TaggerError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"tagger: {msg}", file=sys.stderr)
+
+
+class _Documents:
+    """Documents from paths, in order; an unreadable file is reported on stderr and counted."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.failed = 0
+
+    def __iter__(self):
+        from ..ingest.corpus import iter_files
+        from ..ingest.documents import load_documents
+
+        for path in iter_files(self.paths):
+            try:
+                docs = load_documents(path)
+            except TaggerError as exc:
+                _err(str(exc))
+                self.failed += 1
+                continue
+            yield from docs
+
+
+def _open_output(out: str | None):
+    from ..jsonio import atomic_writer
+
+    if out and out != "-":
+        return atomic_writer(Path(out))
+    import contextlib
+
+    return contextlib.nullcontext(sys.stdout)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from ..jsonio import dumps
+    from ..ingest.segment import segment
+
+    docs = _Documents(args.paths)
+    n_docs = n_clauses = 0
+    with _open_output(args.output) as out:
+        for doc in docs:
+            n_docs += 1
+            for clause in segment(doc):
+                out.write(dumps(clause.to_dict()) + "\n")
+                n_clauses += 1
+    if not args.quiet:
+        print(f"segmented {n_docs} documents into {n_clauses} clauses" + (f"; {docs.failed} files failed" if docs.failed else ""), file=sys.stderr)
+    return EXIT_FAILED if docs.failed else EXIT_OK
+
+
+def _add_segment(sub) -> None:
+    p = sub.add_parser("segment", help="cut documents into clauses (JSONL)")
+    p.add_argument("paths", nargs="+", help="documents or folders (.txt .md .html .docx .pdf)")
+    p.add_argument("-o", "--output", help="output JSONL (default: stdout); written atomically")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_labels_validate(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..annotate.labels import validate_labels
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    labels_file = Path(args.file or st.clauses_file)
+    if not labels_file.is_file():
+        _err(f"{labels_file}: no such file")
+        return EXIT_FAILED
+    rep = validate_labels(labels_file, load_taxonomy(st.taxonomy_file), None if args.no_segmentation else st.documents_dir)
+    for msg in rep.errors[: args.max_errors]:
+        print(msg, file=sys.stderr)
+    if len(rep.errors) > args.max_errors:
+        print(f"... and {len(rep.errors) - args.max_errors} more", file=sys.stderr)
+    status = "ok" if rep.ok else f"{len(rep.errors)} problem(s)"
+    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation: {status}", file=sys.stderr)
+    return EXIT_OK if rep.ok else EXIT_FAILED
+
+
+def cmd_labels_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from ..config import get_settings
+    from ..annotate.labels import label_stats
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    tax = load_taxonomy(st.taxonomy_file)
+    stats = label_stats(Path(args.file or st.clauses_file), tax)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    print(f"{stats['clauses']} labeled clauses; sources: {stats['sources']}")
+    for head, counts in stats["labels"].items():
+        print(f"\n[{head}]  (no {head}: {stats['none'].get(head, 0)})")
+        for lab, n in counts.items():
+            print(f"  {lab:<18} {tax.names[head][lab]:<12} {n:>5}")
+    print("\n[measure co-occurrence]")
+    for pair, n in list(stats["measure_cooccurrence"].items())[:15]:
+        print(f"  {pair:<36} {n:>5}")
+    print("\n[per document]  clauses / topic / measure / industry labels")
+    for doc, c in stats["documents"].items():
+        print(f"  {doc:<48} {c.get('clauses', 0):>4} {c.get('topic', 0):>5} {c.get('measure', 0):>5} {c.get('industry', 0):>5}")
+    return EXIT_OK
+
+
+def _add_labels(sub) -> None:
+    p = sub.add_parser("labels", help="labeled clauses: validate, stats, Label Studio export/import")
+    lsub = p.add_subparsers(dest="labels_command", required=True)
+    v = lsub.add_parser("validate", help="check labels/clauses.jsonl against taxonomy and segmentation")
+    v.add_argument("--file", help="labels file (default: labels/clauses.jsonl)")
+    v.add_argument("--no-segmentation", action="store_true", help="skip the check against the current segmentation")
+    v.add_argument("--max-errors", type=int, default=50)
+    v.set_defaults(func=cmd_labels_validate)
+    s = lsub.add_parser("stats", help="counts per label, per document, measure co-occurrence")
+    s.add_argument("--file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_labels_stats)
+    from .overrides import add_overrides
+    from .review import add_labels_io
+
+    add_labels_io(lsub)
+    add_overrides(lsub)
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        import time
+
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+        self.n = 0
+
+    def update(self, n: int, skipped: int = 0) -> None:
+        import time
+
+        self.n += n
+        if self.enabled:
+            rate = self.n / max(time.monotonic() - self.t0, 1e-9)
+            print(f"\rtagged {self.n} clauses ({rate:,.0f}/s), skipped {skipped} already written", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+_WORKER_TAGGER = None
+
+
+def _worker_init(folder: str) -> None:
+    global _WORKER_TAGGER
+    from ..model.inference import Tagger
+
+    # The bundle folder the main process already resolved and checked. One ONNX thread
+    # per worker process: the processes are the parallelism.
+    _WORKER_TAGGER = Tagger(Path(folder), threads=1)
+
+
+def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None) -> list[str]:
+    from ..jsonio import dumps
+    from ..tagging import tag_clauses
+
+    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides)]
+
+
+def _first_clause_id(files: list[Path]) -> str | None:
+    """Id of the inputs' first good clause; problems are left for the run itself to report."""
+    from ..tagging import iter_input_clauses
+
+    for path in files:
+        try:
+            for clause in iter_input_clauses(path, []):
+                return clause["id"]
+        except TaggerError:
+            continue
+    return None
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    import multiprocessing as mp
+    import os
+
+    from ..ingest.corpus import iter_files
+    from ..jsonio import dumps
+    from ..model.inference import load_tagger
+    from ..resume import OutputRefused, open_output
+    from ..tagging import batched, iter_input_clauses, resolve_overrides, tag_clauses
+
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    # The override rules are read once per run (a malformed file stops here, with one line):
+    # every record of the run, and the -o resume check, carry the same model stamp.
+    overrides = resolve_overrides(tagger)
+    version = overrides.version(tagger.version)
+    errors: list[str] = []
+    failed_files = 0
+    reported = 0
+    # Listed once, up front: -o is checked against exactly the files the run will read.
+    files = list(iter_files(args.paths))
+    writer = None
+    if args.output and args.output != "-":
+        try:
+            writer = open_output(Path(args.output), files, version, lambda: _first_clause_id(files), args.force, evidence=args.evidence)
+        except OutputRefused as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+        except OSError as exc:
+            _err(f"-o {args.output}: {exc.strerror or exc}")
+            return EXIT_FAILED
+    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    # The cores this process may run on (a container's CPU set, not the host's count).
+    workers = args.workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+    def report_errors() -> None:
+        nonlocal reported
+        while errors:
+            _err(errors.pop(0))
+            reported += 1
+
+    def clauses():
+        nonlocal failed_files
+        for path in files:
+            try:
+                for clause in iter_input_clauses(path, errors):
+                    report_errors()
+                    yield clause
+            except TaggerError as exc:
+                errors.append(str(exc))
+                failed_files += 1
+            report_errors()
+
+    def pending():
+        for c in clauses():
+            if writer is None or not writer.already_written(c["id"]):
+                yield c
+
+    def tagged_batches():
+        batches = batched(pending(), args.batch_size)
+        if workers <= 1:
+            for batch in batches:
+                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch, evidence=args.evidence, overrides=overrides)]
+            return
+        # Tokenising is pure Python: worker processes tag batches in parallel. The main
+        # process reads the input itself (so input errors surface here, not in a pool
+        # thread), keeps at most 2 batches per worker in flight (constant memory) and
+        # yields results in input order.
+        from collections import deque
+
+        # Forked workers inherit the loaded tagger (tokeniser dictionary, sparse tables):
+        # loading it again per worker cost ~1.5 CPU-s each. Only the ONNX-graph path loads
+        # per worker, because onnxruntime's threads do not survive a fork.
+        global _WORKER_TAGGER
+        if tagger.serving == "sparse":
+            _WORKER_TAGGER, init, initargs = tagger, None, ()
+        else:
+            init, initargs = _worker_init, (str(tagger.folder),)
+        with mp.get_context("fork").Pool(workers, initializer=init, initargs=initargs) as pool:
+            inflight: deque = deque()
+            for batch in batches:
+                inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides)))
+                if len(inflight) >= 2 * workers:
+                    yield inflight.popleft().get()
+            while inflight:
+                yield inflight.popleft().get()
+
+    try:
+        for lines in tagged_batches():
+            if writer:
+                writer.write(lines)
+            else:
+                sys.stdout.write("".join(lines))
+            progress.update(len(lines), writer.skipped if writer else 0)
+        if writer:
+            writer.finish()
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    finally:
+        progress.close()
+    report_errors()
+    if not args.quiet and writer:
+        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {version} ({tagger.engine})", file=sys.stderr)
+    return EXIT_FAILED if failed_files or reported else EXIT_OK
+
+
+def _add_tag(sub) -> None:
+    p = sub.add_parser("tag", help="tag documents or JSONL clauses with the bundled model")
+    p.add_argument("paths", nargs="+", help="documents (.txt .md .html .docx .pdf), folders, or .jsonl files of {id, text}")
+    p.add_argument("-o", "--output", help="output JSONL (default: stdout); resumable, appears atomically")
+    p.add_argument("--force", action="store_true", help="overwrite an -o file that is not a previous output of these inputs and model (never a folder or an input)")
+    p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR, else the bundled model; see README, Where the data is)")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--workers", type=int, default=0, help="tagging processes (default: one per available core)")
+    p.add_argument("--evidence", action="store_true", help="add 'evidence': the text spans behind each label (occlusion; ~20x slower, see README)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_tag)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..api import create_app
+    from ..config import get_settings
+    from ..model.inference import load_tagger
+
+    st = get_settings()
+    # CPU work runs in pool threads; a short GIL switch interval lets the event loop thread
+    # (health checks, small requests) in every 0.5 ms instead of every 5 ms.
+    sys.setswitchinterval(0.0001)
+    # Load (and check) the bundle before binding the port: a bad bundle never serves.
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    from ..tagging import resolve_overrides
+
+    resolve_overrides(tagger, st.overrides_file)  # nor does a malformed overrides file
+    workers = args.workers if args.workers is not None else st.web_workers
+    if workers < 1:
+        _err(f"--workers must be at least 1 (got {workers})")
+        return EXIT_USAGE
+    if workers > 1 and tagger.serving != "sparse":
+        # onnxruntime's threads do not survive a fork; the ONNX-graph path serves in one process.
+        _err("--workers > 1 needs a bundle with the sparse serving path (tagger-train compile-sparse)")
+        return EXIT_USAGE
+    from ..api.server import run_server
+
+    if workers > 1:
+        import dataclasses
+
+        # Each web worker has its own process pool for large documents: share the budget
+        # instead of multiplying it (memory is one bundle copy per pool process).
+        st = dataclasses.replace(st, work_processes=max(1, st.work_process_count // workers) if st.work_process_count else 0)
+    return run_server(lambda: create_app(st, tagger=tagger), args.host or st.host, st.port if args.port is None else args.port,
+                      workers=workers, log_level=args.log_level)
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR, else the bundled model; see README, Where the data is)")
+    p.add_argument("--log-level", default="warning")
+    p.add_argument("--workers", type=int, help="worker processes sharing the port (default: TAGGER_WEB_WORKERS, 1)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..model.inference import load_tagger
+    from ..store.db import Store, ingest_documents
+
+    st = get_settings()
+    store = Store(args.database_url or st.db_url)
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    from ..tagging import resolve_overrides
+
+    overrides = resolve_overrides(tagger)  # read once: one model stamp for the whole run
+    docs = _Documents(args.paths)
+    totals: dict[str, int] = {}
+    for res in ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides):
+        totals[res.status] = totals.get(res.status, 0) + 1
+        if args.verbose:
+            print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
+    c = store.counts()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
+    print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {overrides.version(tagger.version)})", file=sys.stderr)
+    return EXIT_FAILED if docs.failed else EXIT_OK
+
+
+def _add_ingest(sub) -> None:
+    p = sub.add_parser("ingest", help="segment, tag and store documents for analysts (idempotent)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--database-url", help="default: TAGGER_DATABASE_URL, else tagger.db in the var folder (README, Where the data is)")
+    p.add_argument("--model", help="bundle folder")
+    p.add_argument("--no-evidence", action="store_true", help="store without the evidence spans (tagging is then ~20x faster)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+
+# Subcommand registrars; later modules add theirs here.
+def _add_review(sub) -> None:
+    from .review import add_review
+
+    add_review(sub)
+
+
+_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels, _add_review]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tagger", description="Tag clauses of Chinese industrial-policy documents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in _REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TaggerError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Annotator commands: ``tagger review uncertain|suspects``, ``tagger labels export|import``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..jsonio import atomic_writer, dumps, read_jsonl, write_jsonl
+from ..taxonomy import HEADS
+
+__all__ = ["add_review", "add_labels_io"]
+
+
+def _err(msg: str) -> None:
+    print(f"tagger: {msg}", file=sys.stderr)
+
+
+def _write_records(records: list[dict], out: str | None, fmt: str, tagger=None, taxonomy=None) -> None:
+    """JSONL, or Label Studio tasks (+ config beside them) — atomically."""
+    if fmt == "label-studio":
+        from ..annotate.labelstudio import labeling_config, make_tasks
+
+        preds = tagger.predict([r["text"] for r in records]) if tagger is not None else None
+        payload = json.dumps(make_tasks(records, preds, tagger.version if tagger else ""), ensure_ascii=False, indent=1)
+        if out:
+            with atomic_writer(Path(out)) as fh:
+                fh.write(payload)
+            cfg = Path(out).with_suffix(".config.xml")
+            with atomic_writer(cfg) as fh:
+                fh.write(labeling_config(taxonomy))
+            print(f"wrote {len(records)} Label Studio tasks to {out} and the labeling config to {cfg}", file=sys.stderr)
+        else:
+            print(payload)
+        return
+    if out:
+        write_jsonl(Path(out), records)
+        print(f"wrote {len(records)} records to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write("".join(dumps(r) + "\n" for r in records))
+
+
+def cmd_uncertain(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..ingest.corpus import iter_files
+    from ..model.inference import load_tagger
+    from ..annotate.review import rank_uncertain
+    from ..tagging import iter_input_clauses
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    tagger = load_tagger(Path(args.model) if args.model else None)
+    labeled = set()
+    if not args.include_labeled and st.clauses_file.exists():
+        labeled = {r["id"] for r in read_jsonl(st.clauses_file)}
+    pool: list[dict] = []
+    errors: list[str] = []
+    for path in iter_files(args.paths):
+        pool += [c for c in iter_input_clauses(path, errors) if c["id"] not in labeled]
+    if args.from_store:
+        from ..store.db import ClauseQuery, Store
+
+        store = Store(st.db_url)
+        pool += [
+            {"id": r["id"], "doc": r["doc"], "section": r["section"], "text": r["text"]}
+            for r in store.iter_all(ClauseQuery(sort="position", order="asc"))
+            if r["id"] not in labeled
+        ]
+    for e in errors:
+        _err(e)
+    if not pool:
+        _err("no unlabeled clauses to rank: give documents/JSONL files or --from-store")
+        return 1
+    heads = [args.head] if args.head else list(HEADS)
+    probs = tagger.probabilities([c["text"] for c in pool])
+    th = {h: np.asarray(tagger.manifest.thresholds(h)) for h in HEADS}
+    order, detail = rank_uncertain(probs, th, heads)
+    out = []
+    for rank, i in enumerate(order[: args.n], 1):
+        rec = dict(pool[i])
+        rec["rank"] = rank
+        rec["uncertainty"] = round(float(detail["_score"][i]), 4)
+        rec["nearest"] = {h: tagger.manifest.labels(h)[int(detail[h][1][i])] for h in heads}
+        rec["scores"] = {h: {l: round(float(p), 4) for l, p in zip(tagger.manifest.labels(h), probs[h][i])} for h in heads}
+        out.append(rec)
+    _write_records(out, args.output, args.format, tagger, load_taxonomy(st.taxonomy_file))
+    return 0
+
+
+def cmd_suspects(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..annotate.review import find_label_issues
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    labels_file = Path(args.labels or st.clauses_file)
+    oof_file = Path(args.oof or st.var_dir / "oof" / "latest.json")
+    if not oof_file.is_file():
+        _err(f"{oof_file}: no out-of-fold probabilities; run 'tagger-train oof' (or 'tagger-train train') first")
+        return 1
+    oof = json.loads(oof_file.read_text(encoding="utf-8"))
+    if oof.get("format") != "policy-tagger-oof/1":
+        _err(f"{oof_file}: not an out-of-fold file (format {oof.get('format')!r})")
+        return 1
+    records = {r["id"]: r for r in read_jsonl(labels_file)}
+    ids = [i for i in oof["ids"] if i in records]
+    if len(ids) < len(oof["ids"]):
+        _err(f"{len(oof['ids']) - len(ids)} clauses in {oof_file.name} are no longer labeled; ignored")
+    row = {i: k for k, i in enumerate(oof["ids"])}
+    sel = [row[i] for i in ids]
+    labels = {h: oof["heads"][h]["labels"] for h in HEADS}
+    Y = {h: np.array([[1 if l in (records[i].get(h) or []) else 0 for l in labels[h]] for i in ids]) for h in HEADS}
+    P = {h: np.asarray(oof["probs"][h])[sel] for h in HEADS}
+    th = {h: np.asarray(oof["heads"][h]["thresholds"]) for h in HEADS}
+    all_labels, all_P, all_th = labels, P, th
+    if args.head or args.label:
+        # Review one head or a few labels at a time: within one label the queue is far
+        # sharper than across all 32 (see the closing note of the annotator issue).
+        keep: dict[str, list[int]] = {}
+        for spec in args.label or []:
+            head, _, lab = spec.partition(":")
+            if head not in labels or lab not in labels[head]:
+                _err(f"--label {spec}: expected head:label with ids from the taxonomy")
+                return 1
+            keep.setdefault(head, []).append(labels[head].index(lab))
+        if args.head:
+            keep.setdefault(args.head, list(range(len(labels[args.head]))))
+        Y = {h: Y[h][:, cols] for h, cols in keep.items()}
+        P = {h: P[h][:, cols] for h, cols in keep.items()}
+        th = {h: th[h][cols] for h, cols in keep.items()}
+        labels = {h: [labels[h][c] for c in cols] for h, cols in keep.items()}
+    suspects = find_label_issues(Y, P, labels, th)
+    out = []
+    for rank, s in enumerate(suspects[: args.n], 1):
+        rec = records[ids[s.index]]
+        k = s.index
+        out.append(
+            {
+                "rank": rank,
+                "id": rec["id"],
+                "doc": rec.get("doc", ""),
+                "section": rec.get("section", ""),
+                "text": rec["text"],
+                "score": round(s.score, 4),
+                "issues": s.issues,
+                "current": {h: rec.get(h) or [] for h in HEADS},
+                "proposed": {h: [l for l, p, t in zip(all_labels[h], all_P[h][k], all_th[h]) if p >= t] for h in HEADS},
+                "probabilities": {h: {l: round(float(p), 4) for l, p in zip(all_labels[h], all_P[h][k])} for h in HEADS},
+                "source": rec.get("source", ""),
+            }
+        )
+    n_conf = sum(any(i["confident"] for i in s.issues) for s in suspects)
+    print(f"{len(suspects)} clauses where the out-of-fold model disagrees with the labels, {n_conf} of them confident "
+          f"(estimated label errors); {len(out)} written, most suspicious first", file=sys.stderr)
+    if args.format == "label-studio":
+        from ..model.inference import load_tagger
+
+        # Tasks carry the current labels (for the conflict check) and the model's proposal.
+        recs = [{**records[o["id"]]} for o in out]
+        _write_records(recs, args.output, "label-studio", load_tagger(), load_taxonomy(st.taxonomy_file))
+    else:
+        _write_records(out, args.output, "jsonl")
+    return 0
+
+
+def add_review(sub) -> None:
+    p = sub.add_parser("review", help="annotator queues: uncertain predictions, suspected label errors")
+    rsub = p.add_subparsers(dest="review_command", required=True)
+    u = rsub.add_parser("uncertain", help="unlabeled or stored clauses ranked by model uncertainty")
+    u.add_argument("paths", nargs="*", help="documents or JSONL clause files")
+    u.add_argument("--from-store", action="store_true", help="rank the clauses in the analysts' store")
+    u.add_argument("--n", type=int, default=200)
+    u.add_argument("--head", choices=HEADS, help="only this head (default: all three)")
+    u.add_argument("--include-labeled", action="store_true", help="do not skip clauses already in labels/clauses.jsonl")
+    u.add_argument("--model", help="bundle folder")
+    u.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
+    u.add_argument("-o", "--output")
+    u.set_defaults(func=cmd_uncertain)
+    s = rsub.add_parser("suspects", help="likely label errors in labels/clauses.jsonl (confident learning on out-of-fold probabilities)")
+    s.add_argument("--labels", help="default: labels/clauses.jsonl")
+    s.add_argument("--oof", help="out-of-fold file from 'tagger-train oof' (default: var/oof/latest.json)")
+    s.add_argument("--n", type=int, default=200)
+    s.add_argument("--head", choices=HEADS, help="only issues of this head")
+    s.add_argument("--label", action="append", metavar="HEAD:LABEL", help="only issues of this label (repeatable), e.g. measure:rent_subsidy")
+    s.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
+    s.add_argument("-o", "--output")
+    s.set_defaults(func=cmd_suspects)
+
+
+def cmd_labels_export(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..model.inference import load_tagger
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    records = list(read_jsonl(Path(args.labels or st.clauses_file)))
+    if args.ids:
+        wanted = [r["id"] for r in read_jsonl(Path(args.ids))]
+        by_id = {r["id"]: r for r in records}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            raise InvalidInput(args.ids, f"{len(missing)} ids are not labeled clauses, e.g. {missing[0]}")
+        records = [by_id[i] for i in wanted]
+    tagger = None if args.no_predictions else load_tagger(Path(args.model) if args.model else None)
+    _write_records(records, args.output, "label-studio", tagger, load_taxonomy(st.taxonomy_file))
+    return 0
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    from ..config import get_settings
+    from ..annotate.labelstudio import apply_import, parse_export
+    from ..taxonomy import load_taxonomy
+
+    st = get_settings()
+    path = Path(args.file)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(str(path), "no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(str(path), f"not valid JSON ({exc})") from None
+    annotations, skipped = parse_export(raw, load_taxonomy(st.taxonomy_file))
+    labels_file = Path(args.labels or st.clauses_file)
+    audit = labels_file.with_name("audit.jsonl")
+    rep = apply_import(labels_file, audit, annotations, source_file=path.name, force=args.force, dry_run=args.dry_run)
+    for c in rep.conflicts:
+        print(
+            f"conflict: {c['id']} ({c['task']}) changed since export (now {c['current']} by {c['current_source']}); "
+            f"import by {c['by']} wants {c['imported']} — not applied (use --force to overwrite)",
+            file=sys.stderr,
+        )
+    verb = "would update" if args.dry_run else "updated"
+    print(
+        f"labels import: {verb} {len(rep.updated)}, unchanged {len(rep.unchanged)}, conflicts {len(rep.conflicts)}, "
+        f"tasks without annotation {skipped}" + ("" if args.dry_run or not rep.updated else f"; audit trail: {audit}"),
+        file=sys.stderr,
+    )
+    return 1 if rep.conflicts else 0
+
+
+def add_labels_io(lsub) -> None:
+    e = lsub.add_parser("export", help="Label Studio tasks with pre-annotations, plus a labeling config")
+    e.add_argument("--format", choices=["label-studio"], default="label-studio")
+    e.add_argument("--labels", help="default: labels/clauses.jsonl")
+    e.add_argument("--ids", help="JSONL whose 'id' fields select the clauses (e.g. 'tagger review suspects' output)")
+    e.add_argument("--model", help="bundle folder for the pre-annotations")
+    e.add_argument("--no-predictions", action="store_true")
+    e.add_argument("-o", "--output", help="tasks JSON (the config is written beside it as .config.xml)")
+    e.set_defaults(func=cmd_labels_export)
+    i = lsub.add_parser("import", help="Label Studio JSON export -> labels/clauses.jsonl (validated, audited)")
+    i.add_argument("file")
+    i.add_argument("--labels", help="default: labels/clauses.jsonl")
+    i.add_argument("--force", action="store_true", help="overwrite labels changed since the export")
+    i.add_argument("--dry-run", action="store_true")
+    i.set_defaults(func=cmd_labels_import)

@@ -1,0 +1,291 @@
+/* Compiled loops of the sparse serving path (tagger/model/sparse.py).
+ *
+ * score() does per clause what SparseModel._score and _Trees.scores do with numpy: the
+ * linear members as a gather-and-sum over the clause's non-zero columns, and the tree
+ * members by QuickScorer bit masks; ngrams() does what _Block.entries does, a binary
+ * search per n-gram instead of numpy temporaries per n. numpy pays ~20 ns of scattered
+ * bookkeeping per failed tree test and allocates a temporary per step; here a clause's
+ * 1,920 masks stay in L1 and a failed test is one AND. The numpy code stays as the
+ * fallback where this module is not built, and a test holds the two equal.
+ *
+ * Arrays come in through the buffer protocol (no numpy headers at build time); sparse.py
+ * passes them contiguous and of the dtypes checked below.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static int get(PyObject *obj, Py_buffer *view, const char *name, Py_ssize_t itemsize, int writable) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    if (view->itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: item size %zd, expected %zd", name, view->itemsize, itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int lowest_bit(uint32_t m) {
+    return m ? __builtin_ctz(m) : 32;
+}
+
+/* score(r, c, v, W, b, first, thr, node_tree, node_mask, start, leaf_values, slot,
+ *       logits_out, trees_out)
+ *
+ * r, c (int64, n): row and column of each non-zero entry, rows ascending.
+ * v (float32, n): the entry's value (> 0).
+ * W (float32, n_features x L), b (float32, L): the linear members.
+ * first (int64, n_features + 1): a column's tree tests are first[c]..first[c+1]-1,
+ *   sorted by threshold; thr (float32), node_tree (int64), node_mask (uint32) per test.
+ * start (uint32, T): each tree's leaf mask for an all-zero clause.
+ * leaf_values (float32, T x max_leaves), slot (int64, T): tree -> output column.
+ * logits_out (float32, B x L), trees_out (float32, B x S): written, zeroed here.
+ */
+static PyObject *score(PyObject *self, PyObject *args) {
+    PyObject *o[14];
+    if (!PyArg_UnpackTuple(args, "score", 14, 14, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                           &o[9], &o[10], &o[11], &o[12], &o[13]))
+        return NULL;
+    static const char *names[14] = {"r", "c", "v", "W", "b", "first", "thr", "node_tree", "node_mask", "start",
+                                    "leaf_values", "slot", "logits_out", "trees_out"};
+    static const Py_ssize_t sizes[14] = {8, 8, 4, 4, 4, 8, 4, 8, 4, 4, 4, 8, 4, 4};
+    Py_buffer bv[14];
+    int got = 0;
+    for (; got < 14; got++) {
+        if (get(o[got], &bv[got], names[got], sizes[got], got >= 12) < 0)
+            goto fail;
+    }
+    {
+        const int64_t *r = bv[0].buf, *c = bv[1].buf;
+        const float *v = bv[2].buf, *W = bv[3].buf, *b = bv[4].buf;
+        const int64_t *first = bv[5].buf;
+        const float *thr = bv[6].buf;
+        const int64_t *node_tree = bv[7].buf;
+        const uint32_t *node_mask = bv[8].buf, *start = bv[9].buf;
+        const float *leaf_values = bv[10].buf;
+        const int64_t *slot = bv[11].buf;
+        float *logits = bv[12].buf, *tout = bv[13].buf;
+        Py_ssize_t n = bv[0].len / 8, L = bv[4].len / 4, T = bv[9].len / 4;
+        Py_ssize_t n_features = bv[5].len / 8 - 1;
+        Py_ssize_t B = L ? bv[12].len / 4 / L : 0;
+        Py_ssize_t S = B ? bv[13].len / 4 / B : 0;
+        Py_ssize_t max_leaves = T ? bv[10].len / 4 / T : 0;
+        if (bv[1].len / 8 != n || bv[2].len / 4 != n || bv[3].len / 4 != n_features * L || bv[7].len / 8 != bv[6].len / 4 ||
+            bv[8].len / 4 != bv[6].len / 4 || bv[11].len / 8 != T || bv[12].len / 4 != B * L || bv[13].len / 4 != B * S) {
+            PyErr_SetString(PyExc_ValueError, "score: array shapes do not agree");
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (r[i] < 0 || r[i] >= B || (i && r[i] < r[i - 1]) || c[i] < 0 || c[i] >= n_features) {
+                PyErr_SetString(PyExc_ValueError, "score: entries must have rows ascending in [0, B) and columns in range");
+                goto fail;
+            }
+        }
+        for (Py_ssize_t t = 0; t < T; t++) {
+            if (slot[t] < 0 || slot[t] >= S) {
+                PyErr_SetString(PyExc_ValueError, "score: tree slot out of range");
+                goto fail;
+            }
+        }
+        uint32_t *masks = PyMem_Malloc((T ? T : 1) * sizeof(uint32_t));
+        if (!masks) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        memset(logits, 0, B * L * sizeof(float));
+        memset(tout, 0, B * S * sizeof(float));
+        Py_ssize_t i = 0;
+        for (Py_ssize_t row = 0; row < B; row++) {
+            float *lg = logits + row * L;
+            memcpy(masks, start, T * sizeof(uint32_t));
+            for (; i < n && r[i] == row; i++) {
+                const float x = v[i];
+                const float *w = W + c[i] * L;
+                for (Py_ssize_t j = 0; j < L; j++)
+                    lg[j] += x * w[j];
+                /* Tests x <= t fail for t < x: a prefix of the column's tests. */
+                for (int64_t k = first[c[i]], end = first[c[i] + 1]; k < end && thr[k] < x; k++)
+                    masks[node_tree[k]] &= node_mask[k];
+            }
+            for (Py_ssize_t j = 0; j < L; j++)
+                lg[j] += b[j];
+            float *to = tout + row * S;
+            for (Py_ssize_t t = 0; t < T; t++) {
+                int leaf = lowest_bit(masks[t]);
+                if (leaf >= max_leaves)
+                    leaf = (int)max_leaves - 1; /* unreachable for a well-formed bundle */
+                to[slot[t]] += leaf_values[t * max_leaves + leaf];
+            }
+        }
+        Py_END_ALLOW_THREADS
+        PyMem_Free(masks);
+    }
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&bv[k]);
+    Py_RETURN_NONE;
+fail:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&bv[k]);
+    return NULL;
+}
+
+/* Column of code in an open-addressing table (keys, vals; size a power of two, empty
+ * slots hold -1), or -1. The table is built by tagger/model/sparse.py with the same hash. */
+static inline int64_t lookup(const int64_t *keys, const int64_t *vals, uint64_t mask, int shift, int64_t code) {
+    uint64_t h = ((uint64_t)code * 0x9E3779B97F4A7C15ULL) >> shift;
+    for (;;) {
+        int64_t k = keys[h];
+        if (k == code)
+            return vals[h];
+        if (k < 0)
+            return -1;
+        h = (h + 1) & mask;
+    }
+}
+
+#define MAX_N 8
+
+/* ngrams(ids, V, tables, rows_out, cols_out) -> count
+ *
+ * ids (int64): the batch's unigram ids, -1 unknown, -2 the separator between clauses.
+ * tables: a sequence of (n, keys, cols): the n-grams of the vocabulary as int64 codes
+ *   (base-V digits of their unigram ids, first unigram most significant, >= 0) in an
+ *   open-addressing hash table of power-of-two size with -1 for empty slots, and the
+ *   column of each (int64) at the same position. A table must have an empty slot.
+ * Writes (row, column) of every in-vocabulary n-gram occurrence; an n-gram never spans
+ * an unknown unigram or a separator. rows_out and cols_out (int64) need room for
+ * len(ids) x len(tables) entries.
+ */
+static PyObject *ngrams(PyObject *self, PyObject *args) {
+    PyObject *ids_o, *tables_o, *rows_o, *cols_o;
+    long long V;
+    if (!PyArg_ParseTuple(args, "OLOOO", &ids_o, &V, &tables_o, &rows_o, &cols_o))
+        return NULL;
+    PyObject *seq = PySequence_Fast(tables_o, "ngrams: tables must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t nt = PySequence_Fast_GET_SIZE(seq);
+    if (nt > MAX_N) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "ngrams: too many tables");
+        return NULL;
+    }
+    Py_buffer ids_b, rows_b, cols_b, codes_b[MAX_N], tcols_b[MAX_N];
+    int order[MAX_N];
+    int have_ids = 0, have_rows = 0, have_cols = 0, nb = 0;
+    PyObject *result = NULL;
+    if (get(ids_o, &ids_b, "ids", 8, 0) < 0)
+        goto done;
+    have_ids = 1;
+    if (get(rows_o, &rows_b, "rows_out", 8, 1) < 0)
+        goto done;
+    have_rows = 1;
+    if (get(cols_o, &cols_b, "cols_out", 8, 1) < 0)
+        goto done;
+    have_cols = 1;
+    for (; nb < nt; nb++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, nb);
+        PyObject *codes_o, *tc_o;
+        if (!PyArg_ParseTuple(item, "iOO", &order[nb], &codes_o, &tc_o))
+            goto done;
+        if (order[nb] < 1 || order[nb] > MAX_N) {
+            PyErr_SetString(PyExc_ValueError, "ngrams: n out of range");
+            goto done;
+        }
+        if (get(codes_o, &codes_b[nb], "codes", 8, 0) < 0)
+            goto done;
+        if (get(tc_o, &tcols_b[nb], "cols", 8, 0) < 0) {
+            PyBuffer_Release(&codes_b[nb]);
+            goto done;
+        }
+        Py_ssize_t size = codes_b[nb].len / 8;
+        if (codes_b[nb].len != tcols_b[nb].len || size < 2 || (size & (size - 1))) {
+            PyErr_SetString(PyExc_ValueError, "ngrams: a table's keys and cols must have one power-of-two length");
+            PyBuffer_Release(&codes_b[nb]);
+            PyBuffer_Release(&tcols_b[nb]);
+            goto done;
+        }
+    }
+    {
+        const int64_t *ids = ids_b.buf;
+        int64_t *rows = rows_b.buf, *cols = cols_b.buf;
+        Py_ssize_t n = ids_b.len / 8, cap = rows_b.len / 8;
+        if (cols_b.len / 8 < cap)
+            cap = cols_b.len / 8;
+        if (cap < n * nt) {
+            PyErr_SetString(PyExc_ValueError, "ngrams: output arrays too small");
+            goto done;
+        }
+        Py_ssize_t k = 0;
+        int64_t row = 0;
+        uint64_t masks[MAX_N];
+        int shifts[MAX_N];
+        for (int t = 0; t < nb; t++) {
+            uint64_t size = (uint64_t)(codes_b[t].len / 8);
+            masks[t] = size - 1;
+            shifts[t] = 64 - __builtin_ctzll(size);
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (ids[i] == -2) {
+                row++;
+                continue;
+            }
+            for (int t = 0; t < nb; t++) {
+                int len = order[t];
+                if (i + len > n)
+                    continue;
+                /* Unsigned: wraps like numpy's int64 arithmetic in the fallback, never UB. */
+                uint64_t code = 0;
+                int ok = 1;
+                for (int j = 0; j < len; j++) {
+                    int64_t u = ids[i + j];
+                    if (u < 0) {
+                        ok = 0;
+                        break;
+                    }
+                    code = code * (uint64_t)V + (uint64_t)u;
+                }
+                if (!ok)
+                    continue;
+                int64_t col = lookup(codes_b[t].buf, tcols_b[t].buf, masks[t], shifts[t], (int64_t)code);
+                if (col >= 0) {
+                    rows[k] = row;
+                    cols[k] = col;
+                    k++;
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromSsize_t(k);
+    }
+done:
+    for (int t = 0; t < nb; t++) {
+        PyBuffer_Release(&codes_b[t]);
+        PyBuffer_Release(&tcols_b[t]);
+    }
+    if (have_ids)
+        PyBuffer_Release(&ids_b);
+    if (have_rows)
+        PyBuffer_Release(&rows_b);
+    if (have_cols)
+        PyBuffer_Release(&cols_b);
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"score", score, METH_VARARGS, "Linear logits and tree scores of a batch of sparse rows (see tagger/model/sparse.py)."},
+    {"ngrams", ngrams, METH_VARARGS, "(row, column) of every in-vocabulary n-gram of a batch of unigram ids (see tagger/model/sparse.py)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "tagger.model._kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    return PyModule_Create(&module);
+}

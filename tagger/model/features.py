@@ -1,0 +1,104 @@
+"""Text -> model input, identical at training and serving time.
+
+The ONNX graph takes one string per clause: the normalised text cut by jieba (with the
+policy user dictionary that travels in the bundle), tokens joined by single spaces.
+The word vectoriser splits on " " and the char vectoriser reads the same string, so
+ONNX's RE2 tokeniser never sees Chinese word boundaries it cannot handle (see
+../shared notes: skl2onnx's default token pattern silently drops every Chinese token).
+
+``jieba_next`` (Rust) is used when installed: parity with jieba is tested on the corpus;
+``TAGGER_TOKENIZER=jieba`` forces the pure-Python engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..ingest.textnorm import normalize_text
+
+__all__ = ["Tokenizer", "DEFAULT_USERDICT", "model_text", "userdict_hash"]
+
+DEFAULT_USERDICT = Path(__file__).resolve().parent.parent / "resources" / "userdict.txt"
+
+
+def userdict_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=8192)
+def model_text(text: str) -> str:
+    """Normalise a clause for the model: same rules as ingestion, one line.
+
+    Cached (a batch's worth): tokenising and the override rules both need it per clause."""
+    return " ".join(normalize_text(text).split("\n")).strip()
+
+
+def _merge_dashes(tokens: list[str]) -> list[str]:
+    """jieba keeps a run of hyphens ("--") as one token, jieba_next cuts it into single "-";
+    joining adjacent hyphen tokens gives both engines jieba's tokens (parity test)."""
+    out: list[str] = []
+    for t in tokens:
+        if out and t and out[-1] and not t.strip("-") and not out[-1].strip("-"):
+            out[-1] += t
+        else:
+            out.append(t)
+    return out
+
+
+class Tokenizer:
+    """A private jieba instance with the user dictionary loaded once, at start-up."""
+
+    def __init__(self, userdict: Path = DEFAULT_USERDICT, engine: str | None = None):
+        self.userdict = Path(userdict)
+        self.engine = engine or os.environ.get("TAGGER_TOKENIZER", "auto")
+        mod = None
+        if self.engine in ("auto", "jieba_next"):
+            try:
+                import jieba_next as mod  # type: ignore[no-redef]
+
+                self.engine = "jieba_next"
+            except ImportError:
+                if self.engine == "jieba_next":
+                    raise
+        if mod is None:
+            import jieba as mod  # type: ignore[no-redef]
+
+            self.engine = "jieba"
+        logging.getLogger("jieba").setLevel(logging.WARNING)
+        self._tok = mod.Tokenizer()
+        # jieba_next builds its Rust prefix table in initialize() and again after add_word()
+        # drops it: build it once, at the first cut after the user dictionary (~0.5 s saved).
+        defer = self.engine == "jieba_next" and hasattr(self._tok, "_ensure_rust_prefix")
+        if defer:
+            self._tok._ensure_rust_prefix = lambda: None
+        try:
+            self._tok.initialize()
+            self._load_userdict()
+        finally:
+            if defer:
+                del self._tok._ensure_rust_prefix
+
+    def _load_userdict(self) -> None:
+        # add_word rather than load_userdict: same behaviour in jieba and jieba_next,
+        # and words with full-width brackets are accepted.
+        for line in self.userdict.read_text(encoding="utf-8").splitlines():
+            parts = line.strip().split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            freq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+            self._tok.add_word(parts[0], freq=freq)
+
+    def tokens(self, text: str) -> list[str]:
+        return [t for t in _merge_dashes(self._tok.lcut(model_text(text))) if t.strip()]
+
+    def __call__(self, text: str) -> str:
+        # Empty/space tokens are dropped: ONNX does not collapse whitespace like sklearn.
+        return " ".join(self.tokens(text))
+
+    def batch(self, texts: Iterable[str]) -> list[str]:
+        return [self(t) for t in texts]

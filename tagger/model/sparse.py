@@ -1,0 +1,352 @@
+"""The sparse serving path: the bundle's ONNX graph, computed n-gram by n-gram.
+
+The graph (``model.onnx``) vectorises into a dense batch x 12,000 matrix before any head
+runs, so its cost grows with the vocabulary. Here each clause costs what its own n-grams
+cost: n-grams become integer codes (a table lookup per character, a dict lookup per
+word), codes become columns by binary search (by hash in the compiled loops), the linear heads are a gather-and-sum over
+those columns, and the tree heads run on the clause's non-zero columns only, by
+QuickScorer (Lucchese et al., SIGIR 2015): a node whose test fails rules out the leaves
+on its "true" side, and the exit leaf is the leftmost leaf left standing.
+With sparse input only the nodes of the clause's non-zero columns can fail (every
+threshold a zero value could fail is folded into a per-tree start mask at compile time).
+The artefacts (``sparse.npz``) are compiled out of ``model.onnx`` by
+``training/sparse.py``; the outputs equal the graph's within 1e-5 (tested on 2,000 real
+clauses, and re-checked at every load by the bundle self-test).
+
+The n-gram lookup and the scoring loops run in C (``tagger/model/_kernels.c``, built at install
+where a compiler exists; n-grams found by hash instead of binary search): ~4x the numpy
+code below, which stays as the fallback and is tested equal to both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InvalidBundle
+
+try:  # the compiled loops (tagger/model/_kernels.c), built at install where a C compiler exists
+    from . import _kernels
+except ImportError:  # pragma: no cover - depends on the install
+    _kernels = None
+
+__all__ = ["SparseModel", "SPARSE_FILE"]
+
+SPARSE_FILE = "sparse.npz"
+_SEP = "\x01"  # joins the clauses of a batch; checked at load to be in no vocabulary
+_SUB = "\x02"  # stands in for a _SEP inside a clause: equally unknown, so the same features
+_MAX_CP = 0x110000
+
+
+class _Ids(dict):
+    """token -> id; unknown tokens are -1 (``map(d.__getitem__)`` beats a generator of ``get``)."""
+
+    def __missing__(self, key):
+        return -1
+
+
+class _Block:
+    """One TF-IDF block (word or char n-grams) of the feature union."""
+
+    def __init__(self, spec: dict, arrays, prefix: str):
+        self.analyzer = spec["analyzer"]
+        self.offset, self.width = spec["offset"], spec["width"]
+        self.norm, self.max_n = spec["norm"], spec["max_n"]
+        unis = [str(u) for u in arrays[f"{prefix}unigrams"]]
+        if any(_SEP in u or _SUB in u for u in unis):
+            raise ValueError("a vocabulary holds the batch separator character")
+        self.V = len(unis)
+        self.idf = arrays[f"{prefix}idf"].astype(np.float32)
+        self.codes = {n: arrays[f"{prefix}codes{n}"] for n in range(1, self.max_n + 1) if f"{prefix}codes{n}" in arrays.files}
+        self.cols = {n: arrays[f"{prefix}cols{n}"].astype(np.int64) for n in self.codes}
+        if any((np.diff(t) <= 0).any() for t in self.codes.values()):
+            raise ValueError("n-gram code tables must be sorted and unique")
+        self._tables = None
+        if self.analyzer == "char":
+            if any(len(u) != 1 for u in unis):
+                raise ValueError("char block unigrams must be single characters")
+            self.table = np.full(_MAX_CP, -1, dtype=np.int64)
+            self.table[[ord(u) for u in unis]] = np.arange(self.V)
+        else:
+            self.ids = _Ids((u, i) for i, u in enumerate(unis))
+            self.ids[_SEP] = -2
+
+    def unigram_ids(self, joined: str) -> np.ndarray:
+        """Ids of the batch's tokens (word) or characters (char); -1 unknown, -2 separator."""
+        if self.analyzer == "char":
+            cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+            ids = self.table[cps]
+            ids[cps == 1] = -2
+            return ids
+        toks = joined.split(" ")
+        return np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
+
+    def entries(self, ids: np.ndarray, rows: np.ndarray, compiled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) of every n-gram occurrence in the vocabulary (in no particular order)."""
+        if compiled:
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            size = len(ids) * len(self.codes)
+            out_r, out_c = np.empty(size, np.int64), np.empty(size, np.int64)
+            if self._tables is None:
+                self._tables = [(n, *_hash_table(self.codes[n], self.cols[n])) for n in sorted(self.codes)]
+            k = _kernels.ngrams(ids, self.V, self._tables, out_r, out_c)
+            return out_r[:k], out_c[:k] + self.offset
+        out_r, out_c = [], []
+        ok = ids >= 0
+        code = np.where(ok, ids, 0)
+        valid = ok.copy()
+        for n in range(1, self.max_n + 1):
+            if n > 1:
+                m = len(ids) - n + 1
+                if m <= 0:
+                    break
+                code = code[:m] * self.V + np.where(ok[n - 1 :], ids[n - 1 :], 0)
+                valid = valid[:m] & ok[n - 1 :]
+            if n not in self.codes:
+                continue
+            cand = code[valid]
+            table = self.codes[n]
+            pos = np.searchsorted(table, cand)
+            pos[pos >= len(table)] = 0
+            hit = table[pos] == cand
+            out_r.append(rows[: len(valid)][valid][hit])
+            out_c.append(self.cols[n][pos[hit]] + self.offset)
+        if not out_r:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(out_r), np.concatenate(out_c)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hash_table(codes: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open addressing with linear probing, at most half full, as _kernels.c's lookup()
+    reads it: slot = (code x golden ratio) >> (64 - bits), -1 marks an empty slot."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) and codes.min() < 0:
+        raise ValueError("n-gram codes must be non-negative")
+    bits = max(1, int(2 * len(codes)).bit_length())
+    keys = np.full(1 << bits, -1, dtype=np.int64)
+    vals = np.full(1 << bits, -1, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        home = (codes.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - bits)
+    mask = (1 << bits) - 1
+    for code, col, h in zip(codes.tolist(), np.asarray(cols, dtype=np.int64).tolist(), home.tolist()):
+        while keys[h] >= 0:
+            h = (h + 1) & mask
+        keys[h], vals[h] = code, col
+    return keys, vals
+
+
+def sortable_float_keys(x: np.ndarray) -> np.ndarray:
+    """float32 -> uint64 whose order is the float order (IEEE bit trick), in the low 32 bits.
+    Shared with training/sparse.py, which sorts the tree tests by the same keys."""
+    b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return np.where((b >> 31) == 1, (~b) & 0xFFFFFFFF, b | 0x80000000).astype(np.uint64)
+
+
+# Index of the lowest set bit of a 16-bit value (0 -> 16).
+_LOW16 = np.array([16] + [(i & -i).bit_length() - 1 for i in range(1, 1 << 16)], dtype=np.int64)
+
+
+class _Trees:
+    """The tree members of every head, evaluated together on sparse input."""
+
+    def __init__(self, arrays, n_features: int):
+        feat = arrays["tree_node_feature"].astype(np.int64)
+        thr = arrays["tree_node_threshold"].astype(np.float32)
+        tree = arrays["tree_node_tree"].astype(np.int64)
+        mask = arrays["tree_node_mask"].astype(np.uint32)
+        self.leaf_values = arrays["tree_leaf_values"].astype(np.float32)
+        n_leaves = arrays["tree_n_leaves"].astype(np.int64)
+        slot = arrays["tree_slot"].astype(np.int64)
+        T = len(slot)
+        self.T = T
+        if T and (np.diff(slot) < 0).any():
+            raise ValueError("trees must be grouped by output slot")
+        self.slot_starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]]) if T else np.zeros(0, np.int64)
+        # A zero feature value fails exactly the tests with a negative threshold: fold those
+        # into the start masks, and keep the tests a positive value can fail for run time.
+        start = ((np.uint64(1) << n_leaves.astype(np.uint64)) - np.uint64(1)).astype(np.uint32)
+        neg = thr < 0
+        np.bitwise_and.at(start, tree[neg], mask[neg])
+        self.start = start
+        keep = ~neg
+        self.feat, self.tree, self.mask = feat[keep], tree[keep], mask[keep]
+        self.thr = np.ascontiguousarray(thr[keep])
+        self.keys = (self.feat.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(self.thr)
+        if (np.diff(self.keys.astype(np.float64)) < 0).any():
+            raise ValueError("tree nodes must be sorted by (feature, threshold)")
+        self.first = np.searchsorted(self.feat, np.arange(n_features + 1))
+        self.has_nodes = self.first[1:] > self.first[:-1]
+        self.wide = int(n_leaves.max()) > 16 if T else False
+        # Output column of each tree: the index of its slot group (what reduceat sums into).
+        self.group = (np.cumsum(np.r_[True, slot[1:] != slot[:-1]]) - 1).astype(np.int64) if T else np.zeros(0, np.int64)
+        self.n_groups = len(self.slot_starts)
+        self.leaf_values = np.ascontiguousarray(self.leaf_values)
+        if T and self.leaf_values.shape[1] < int(n_leaves.max()):
+            raise ValueError("tree_leaf_values has fewer columns than the widest tree has leaves")
+
+    def scores(self, r: np.ndarray, c: np.ndarray, v: np.ndarray, B: int) -> np.ndarray:
+        """Raw scores (B x slots) for the non-zero entries (row r, column c, value v > 0)."""
+        masks = np.broadcast_to(self.start, (B, self.T)).copy()
+        sel = self.has_nodes[c]
+        r, c, v = r[sel], c[sel], v[sel]
+        # Tests x <= t fail for t < x: within a feature's nodes (sorted by threshold) that is
+        # a prefix, found by one binary search on (feature, threshold) keys.
+        hi = np.searchsorted(self.keys, (c.astype(np.uint64) << np.uint64(32)) | sortable_float_keys(v), side="left")
+        lo = self.first[c]
+        n = hi - lo
+        total = int(n.sum())
+        if total:
+            rows = np.repeat(r, n)
+            idx = np.arange(total) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+            np.bitwise_and.at(masks.reshape(-1), rows * self.T + self.tree[idx], self.mask[idx])
+        if self.wide:
+            low = masks & (~masks + np.uint32(1))
+            leaf = np.log2(low.astype(np.float64)).astype(np.int64)
+        else:
+            leaf = _LOW16[masks & 0xFFFF]
+        vals = self.leaf_values[np.arange(self.T)[None, :], leaf]
+        return np.add.reduceat(vals, self.slot_starts, axis=1) if self.T else np.zeros((B, 0), np.float32)
+
+
+class SparseModel:
+    """Probabilities per head for a batch of tokenised clauses (space-joined tokens)."""
+
+    def __init__(self, folder: Path, hashes: dict[str, str], compiled: bool = True):
+        folder = Path(folder)
+        # False runs the numpy code even where the compiled loops are built (parity tests).
+        self.compiled = compiled and _kernels is not None
+        path = folder / SPARSE_FILE
+        if not path.is_file():
+            raise InvalidBundle(str(folder), f"{SPARSE_FILE} is missing (the manifest declares the sparse serving path)")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != hashes.get(SPARSE_FILE):
+            raise InvalidBundle(str(folder), f"{SPARSE_FILE} does not match the hash in the manifest")
+        try:
+            # allow_pickle=False: a bundle is data, never code.
+            arrays = np.load(path, allow_pickle=False)
+            spec = json.loads(str(arrays["spec"]))
+            self.n_features = spec["n_features"]
+            self.blocks = [_Block(b, arrays, f"b{i}_") for i, b in enumerate(spec["blocks"])]
+            self.lexicon = spec["lexicon"]
+            self.lex_matrix = arrays["lex_matrix"] if self.lexicon else None
+            self.W = np.ascontiguousarray(arrays["linear_W"], dtype=np.float32)
+            self.b = arrays["linear_b"].astype(np.float32)
+            self.heads = spec["heads"]
+            self.trees = _Trees(arrays, self.n_features)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidBundle(str(folder), f"{SPARSE_FILE} is malformed ({type(exc).__name__}: {str(exc)[:200]})") from None
+        if self.lexicon is not None:
+            if not np.isin(self.lex_matrix, (0.0, 1.0)).all():
+                raise InvalidBundle(str(folder), f"{SPARSE_FILE}: lexicon matrix entries must be 0 or 1")
+            self._lex_bool = self.lex_matrix > 0
+        # The lexicon flags sit right after the kept TF-IDF columns.
+        self.lex_block = self.blocks[self.lexicon["block"]] if self.lexicon else None
+        self.flag_offset = self.lex_block.offset if self.lexicon else self.n_features
+
+    # Small batches keep the per-batch arrays in cache (measured: 256 beats 64 and 2048).
+    CHUNK = 256
+
+    def probabilities(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+        parts = [self._chunk(token_texts[i : i + self.CHUNK]) for i in range(0, len(token_texts), self.CHUNK)]
+        if not parts:
+            return {h: np.zeros((0, self._width(h)), np.float32) for h in self.heads}
+        if len(parts) == 1:
+            return parts[0]
+        return {h: np.concatenate([p[h] for p in parts]) for h in self.heads}
+
+    def _width(self, head: str) -> int:
+        return len(self.heads[head]["members"][0]["cols"])
+
+    def _chunk(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        B = len(texts)
+        r, c, counts, flags = self._extract(texts)
+        vals = counts.astype(np.float32)
+        for blk in self.blocks:
+            if blk is self.lex_block:
+                continue
+            inb = (c >= blk.offset) & (c < blk.offset + blk.width)
+            v = vals[inb] * blk.idf[c[inb] - blk.offset]
+            if blk.norm:
+                sq = np.zeros(B, dtype=np.float32)
+                np.add.at(sq, r[inb], v * v)
+                v = v / np.sqrt(sq)[r[inb]]
+            vals[inb] = v
+        return self._score(r, c, vals, flags, B)
+
+    def _extract(self, texts: Sequence[str]):
+        """(row, column, count) of every n-gram, sorted by row then column, and the lexicon flags."""
+        B = len(texts)
+        texts = [t.replace(_SEP, _SUB) if _SEP in t else t for t in texts]
+        # Words are split on spaces, so the separator is a token of its own; characters
+        # read the space-joined string itself (spaces included), so no extra spaces there.
+        joined = {"word": (" " + _SEP + " ").join(texts), "char": _SEP.join(texts)}
+        rows_all, cols_all, lex_rc = [], [], None
+        for blk in self.blocks:
+            ids = blk.unigram_ids(joined[blk.analyzer])
+            rows = None if self.compiled else np.cumsum(ids == -2)
+            r, c = blk.entries(ids, rows, self.compiled)
+            if blk is self.lex_block:
+                lex_rc = (r, c - blk.offset)
+                continue
+            rows_all.append(r)
+            cols_all.append(c)
+        r = np.concatenate(rows_all)
+        c = np.concatenate(cols_all)
+        # Term counts per (row, column): one sort of the batch's occurrences.
+        keys, counts = np.unique(r * self.n_features + c, return_counts=True)
+        flags = None
+        if lex_rc is not None:
+            # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
+            # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
+            # doubled the CPU time of a tagging process (measured).
+            flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
+            occ, lab = np.nonzero(self._lex_bool[lex_rc[1]])
+            flags[lex_rc[0][occ], lab] = 1.0
+        return keys // self.n_features, keys % self.n_features, counts, flags
+
+    def _score(self, r, c, vals, flags, B: int) -> dict[str, np.ndarray]:
+        if flags is not None:
+            # The lexicon flags join the sparse entries (each row's after its n-grams): a
+            # BLAS product would sum in an order that depends on the batch size, and a
+            # clause must score the same whatever it is batched with (Spark vs CLI).
+            fr, fj = np.nonzero(flags)
+            order = np.argsort(np.concatenate([r, fr]), kind="stable")
+            r = np.concatenate([r, fr])[order]
+            c = np.concatenate([c, fj + self.flag_offset])[order]
+            vals = np.concatenate([vals, flags[fr, fj]])[order]
+
+        if self.compiled:
+            t = self.trees
+            logits = np.empty((B, self.W.shape[1]), dtype=np.float32)
+            raw = np.empty((B, t.n_groups), dtype=np.float32)
+            _kernels.score(
+                np.ascontiguousarray(r, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64),
+                np.ascontiguousarray(vals, dtype=np.float32), self.W, self.b, t.first, t.thr, t.tree, t.mask,
+                t.start, t.leaf_values, t.group, logits, raw,
+            )
+        else:
+            # Linear members: logit = b + sum over the clause's columns of value x weight.
+            logits = np.zeros((B, self.W.shape[1]), dtype=np.float32)
+            if len(r):
+                contrib = self.W[c] * vals[:, None]
+                starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+                logits[r[starts]] = np.add.reduceat(contrib, starts, axis=0)
+            logits += self.b
+            raw = self.trees.scores(r, c, vals, B)
+        lin = 1.0 / (1.0 + np.exp(-logits))
+        tree_p = 1.0 / (1.0 + np.exp(-raw))
+
+        out = {}
+        for h, spec in self.heads.items():
+            acc = None
+            for m in spec["members"]:
+                p = (lin if m["kind"] == "linear" else tree_p)[:, m["cols"]]
+                acc = p if acc is None else acc + p
+            out[h] = (acc * np.float32(spec["weight"])).astype(np.float32) if len(spec["members"]) > 1 else acc.astype(np.float32)
+        return out

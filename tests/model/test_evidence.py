@@ -1,0 +1,208 @@
+"""Evidence per tag (tagger/model/evidence.py): real clauses, the real bundle, real HTTP, real SQLite.
+
+The central check is the promise itself: for every label the model assigned on 200 labeled
+clauses, the spans are the clause's own characters at the given offsets, and cutting them
+out of the text and tagging it again lowers that label's score (each span by its weight).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import httpx
+import pytest
+
+from tagger.api import create_app
+from tagger.config import Settings
+from tagger.model.evidence import MAX_SPANS, map_to_original, remove_spans
+from tagger.model.features import model_text
+from tagger.model.inference import Tagger
+from tagger.model.overrides import NO_OVERRIDES
+from tagger.store.db import ClauseQuery, Store
+from tagger.tagging import tag_clauses
+from tagger.taxonomy import HEADS
+
+from ..conftest import DOCS, ROOT, run_cli, serve
+
+N_CLAUSES = 200
+
+
+@pytest.fixture(scope="module")
+def tagger() -> Tagger:
+    return Tagger(ROOT / "models" / "policy-tagger")
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[dict]:
+    """200 labeled clauses spread over the whole file (every document group, both waves)."""
+    rows = [json.loads(line) for line in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    step = len(rows) // N_CLAUSES
+    return [{"id": r["id"], "text": r["text"]} for r in rows[::step][:N_CLAUSES]]
+
+
+@pytest.fixture(scope="module")
+def tagged(tagger, sample) -> list[dict]:
+    # Model evidence only: the override rules have their own test (tests/model/test_overrides.py).
+    return tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES)
+
+
+_TOKENIZER = None
+
+
+def _token_runs(text: str) -> set[str]:
+    """Every run of consecutive model tokens of ``text`` (what a span of the model's
+    evidence must be, once normalised): a span at shifted offsets cuts tokens and is not."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = Tagger(ROOT / "models" / "policy-tagger").tokenizer
+    toks = _TOKENIZER.tokens(text)
+    return {"".join(toks[a:b]) for a in range(len(toks)) for b in range(a + 1, min(len(toks), a + 8) + 1)}
+
+
+def _spans_ok(rec: dict) -> None:
+    ev = rec["evidence"]
+    assert set(ev) == set(HEADS)
+    runs = _token_runs(rec["text"])
+    for h in HEADS:
+        assert list(ev[h]) == rec[h], "one entry per assigned label, in the record's label order"
+        for lab, spans in ev[h].items():
+            assert len(spans) <= MAX_SPANS
+            assert [s["weight"] for s in spans] == sorted((s["weight"] for s in spans), reverse=True)
+            for s in spans:
+                assert set(s) == {"start", "end", "text", "weight"}
+                assert 0 <= s["start"] < s["end"] <= len(rec["text"]) and rec["text"][s["start"] : s["end"]] == s["text"]
+                assert s["weight"] > 0
+                if rec.get("provenance", {}).get(h, {}).get(lab, "model") == "model":
+                    assert model_text(s["text"]).replace(" ", "") in runs, (rec["text"], s)
+
+
+def test_evidence_on_200_real_clauses_is_faithful(tagger, tagged):
+    assigned = [(rec, h, lab) for rec in tagged for h in HEADS for lab in rec[h]]
+    assert len(assigned) > 250  # the sample really exercises the heads
+    for rec in tagged:
+        _spans_ok(rec)
+    with_evidence = [(rec, h, lab) for rec, h, lab in assigned if rec["evidence"][h][lab]]
+    # Evidence is dropped only when it fails its own check; that must stay rare.
+    assert len(with_evidence) >= 0.9 * len(assigned), f"{len(with_evidence)} of {len(assigned)} labels have evidence"
+
+    # Cut out all spans of a label, and each span alone; tag the rest again, in one batch.
+    probes, checks = [], []
+    for rec, h, lab in with_evidence:
+        spans = rec["evidence"][h][lab]
+        probes.append({"id": f"p{len(probes)}", "text": remove_spans(rec["text"], [(s["start"], s["end"]) for s in spans])})
+        checks.append((rec, h, lab, None))
+        for s in spans:
+            probes.append({"id": f"p{len(probes)}", "text": remove_spans(rec["text"], [(s["start"], s["end"])])})
+            checks.append((rec, h, lab, s))
+    again = tag_clauses(tagger, probes, overrides=NO_OVERRIDES)
+    for (rec, h, lab, span), new in zip(checks, again):
+        before, after = rec["scores"][h][lab], new["scores"][h][lab]
+        if span is None:
+            assert after < before, f"{rec['id']} {h}:{lab}: removing its evidence did not lower the score ({before} -> {after})"
+        else:
+            # weight = the drop when this span alone is removed (4 decimals; scores have 6)
+            assert abs((before - after) - span["weight"]) < 2e-4, (rec["id"], h, lab, span, before, after)
+
+
+def test_offsets_point_into_the_original_text_through_normalisation(tagger):
+    # Full-width digits, an ideographic space, spaces next to Chinese and a zero-width space:
+    # the model reads another string, the spans must still index the text as given.
+    text = "对新引进的人工智能企业，\u3000按实际租金的５０％给予 三年 房租\u200b补贴，支持 CPU 芯片研发。"
+    norm, pos = map_to_original(text)
+    assert norm != text and pos is not None and len(norm) < len(text)
+    assert all(text[p] == norm[j] or (text[p], norm[j]) in (("\uff10", "0"), ("\uff15", "5"), ("\uff05", "%")) for j, p in enumerate(pos))
+    [rec] = tag_clauses(tagger, [{"id": "x", "text": text}], evidence=True, overrides=NO_OVERRIDES)
+    assert "rent_subsidy" in rec["measure"] and rec["evidence"]["measure"]["rent_subsidy"]
+    _spans_ok(rec)
+    texts = [s["text"] for h in HEADS for spans in rec["evidence"][h].values() for s in spans]
+    assert any(t in ("租金", "房租", "补贴", "房租\u200b补贴") or "租" in t for t in texts), texts
+
+
+def test_no_evidence_unless_asked_and_unassigned_labels_get_none(tagger):
+    recs = tag_clauses(tagger, [{"id": "a", "text": "人工智能是引领未来的战略性技术。"}, {"id": "b", "text": "对人工智能企业给予最高500万元资金补助。"}])
+    assert all("evidence" not in r for r in recs)
+    a, b = tag_clauses(tagger, [{"id": "a", "text": "人工智能是引领未来的战略性技术。"}, {"id": "b", "text": "对人工智能企业给予最高500万元资金补助。"}], evidence=True)
+    assert all(list(r["evidence"][h]) == r[h] for r in (a, b) for h in HEADS)  # assigned labels only
+    assert "grant" in b["measure"] and b["evidence"]["measure"]["grant"]
+
+
+def test_cli_tag_evidence_flag(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"}\n', encoding="utf-8")
+    plain = run_cli("tag", str(src), "-q")
+    assert plain.returncode == 0, plain.stderr
+    rec = json.loads(plain.stdout)
+    assert "evidence" not in rec and rec["provenance"]["measure"]["rent_subsidy"] == "model"
+    out = tmp_path / "out.jsonl"
+    r = run_cli("tag", str(src), "--evidence", "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    spans = rec["evidence"]["measure"]["rent_subsidy"]
+    assert spans and all(rec["text"][s["start"] : s["end"]] == s["text"] for s in spans)
+    # Resuming that output without --evidence would mix records with and without it.
+    r = run_cli("tag", str(src), "-o", str(out), "-q")
+    assert r.returncode == 2 and "was tagged with --evidence" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, tagger):
+    db = tmp_path_factory.mktemp("db") / "evidence.db"
+    # One worker process: requests with evidence take the worker path, evidence=false the thread path.
+    settings = Settings(database_url=f"sqlite:///{db}", work_processes=1, allow_anonymous_writes=True)
+    yield from serve(create_app(settings, tagger=tagger))
+
+
+def test_api_tag_returns_evidence_by_default(api):
+    body = {"clauses": [{"id": "a", "text": "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"}, {"id": "b", "text": "支持智能网联汽车测试。"}]}
+    j = httpx.post(api + "/v1/tag", json=body, timeout=60).json()
+    a, b = j["data"]
+    assert a["evidence"]["measure"]["rent_subsidy"] and b["evidence"]["industry"]["vehicles"]
+    assert a["provenance"]["measure"]["rent_subsidy"] == "model" and a["model"] == j["model"]
+    for rec in (a, b):
+        _spans_ok(rec)
+    off = httpx.post(api + "/v1/tag?evidence=false", json=body, timeout=60).json()
+    assert all("evidence" not in r for r in off["data"]) and off["data"][0]["measure"] == a["measure"]
+    bad = httpx.post(api + "/v1/tag?evidence=maybe", json=body, timeout=60)
+    assert bad.status_code == 422 and "evidence" in bad.json()["message"]
+
+
+def test_api_documents_store_and_clauses_keep_evidence(api):
+    text = "关于支持人工智能产业发展的若干措施\n\n一、对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。\n二、支持建设智能算力中心。\n"
+    r = httpx.post(api + "/v1/documents?store=true", json={"text": text, "doc": "ev-doc"}, headers={"Origin": api}, timeout=60)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data and all("evidence" in d and "provenance" in d for d in data)
+    assert any(d["evidence"]["measure"].get("rent_subsidy") for d in data)
+    plain = httpx.post(api + "/v1/documents?evidence=false", json={"text": text, "doc": "ev-doc2"}, timeout=60).json()
+    assert plain["data"] and all("evidence" not in d for d in plain["data"])
+    rows = httpx.get(api + "/v1/clauses", params={"doc": "ev-doc", "sort": "position", "order": "asc"}, timeout=60).json()["data"]
+    assert [row["evidence"] for row in rows] == [d["evidence"] for d in data]
+    assert [row["provenance"] for row in rows] == [d["provenance"] for d in data]
+
+
+def test_cli_ingest_stores_evidence_and_an_old_database_gets_the_columns(tmp_path):
+    db = tmp_path / "old.db"
+    url = f"sqlite:///{db}"
+    Store(url)
+    with sqlite3.connect(db) as c:  # a store written before this change: no evidence, no provenance
+        c.execute("ALTER TABLE clauses DROP COLUMN evidence")
+        c.execute("ALTER TABLE clauses DROP COLUMN provenance")
+    doc = DOCS / "extra" / "x001.txt"
+    r = run_cli("ingest", str(doc), "--database-url", url)
+    assert r.returncode == 0 and "inserted 1" in r.stderr, r.stderr
+    rows, total, _ = Store(url).query(ClauseQuery(limit=1000))
+    labeled = [row for row in rows if any(row[h] for h in HEADS)]
+    assert total == len(rows) > 5 and labeled
+    for row in labeled:
+        assert row["provenance"] and {h: list(row["provenance"][h]) for h in HEADS} == {h: row[h] for h in HEADS}
+        _spans_ok(row)
+    # Stored without evidence, then ingested with it: the evidence is filled in.
+    url2 = f"sqlite:///{tmp_path / 'b.db'}"
+    assert run_cli("ingest", str(doc), "--database-url", url2, "--no-evidence").returncode == 0
+    assert all(row["evidence"] is None for row in Store(url2).query(ClauseQuery(limit=1000))[0])
+    r = run_cli("ingest", str(doc), "--database-url", url2)
+    assert r.returncode == 0 and "retagged 1" in r.stderr, r.stderr
+    assert all(row["evidence"] is not None for row in Store(url2).query(ClauseQuery(limit=1000))[0])
+    r = run_cli("ingest", str(doc), "--database-url", url2)
+    assert "unchanged 1" in r.stderr

@@ -1,0 +1,95 @@
+"""The committed bundle loads, predicts, and refuses to start when corrupt or mismatched."""
+
+import json
+import shutil
+
+import pytest
+
+from tagger.model.bundle import MANIFEST_FILE, MODEL_FILE
+from tagger.errors import InvalidBundle
+from tagger.model.inference import Tagger
+from tagger.taxonomy import HEADS, load_taxonomy
+
+from ..conftest import ROOT, run_cli
+
+BUNDLE = ROOT / "models" / "policy-tagger"
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return Tagger(BUNDLE)
+
+
+def test_manifest_matches_taxonomy_and_records_provenance(tagger):
+    tax = load_taxonomy(ROOT / "labels" / "taxonomy.yaml")
+    m = tagger.manifest.raw
+    for h in HEADS:
+        assert m["heads"][h]["labels"] == list(tax.labels[h])
+    assert len(m["training_data"]["sha256"]) == 64
+    assert "onnxruntime" in m["library_versions"] and "scikit-learn" in m["library_versions"]
+    assert m["mlflow"]["run_id"]
+    assert m["onnx_parity"]["n"] >= 500 and max(m["onnx_parity"]["max_abs_diff"].values()) < 1e-5
+
+
+def test_predicts_obvious_clauses(tagger):
+    preds = tagger.predict(
+        [
+            "对新引进的人工智能企业，按实际租金的50%给予最高三年的房租补贴。",
+            "落实研发费用加计扣除、高新技术企业所得税优惠等税收政策。",
+            "支持工业机器人、服务机器人研发和产业化。",
+        ]
+    )
+    assert "rent_subsidy" in preds[0].labels["measure"]
+    assert "tax_relief" in preds[1].labels["measure"]
+    assert "robotics" in preds[2].labels["industry"]
+    assert set(preds[0].scores["measure"]) == set(tagger.manifest.labels("measure"))
+
+
+def test_serving_imports_no_training_libraries():
+    code = "import sys, tagger.model, tagger.api; tagger.model.Tagger(__import__('pathlib').Path(sys.argv[1])); " \
+           "bad=[m for m in ('sklearn','lightgbm','mlflow','skl2onnx') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code, str(BUNDLE)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    "break_it,reason",
+    [
+        # The sparse serving path does not open the graph; the graph's hash catches it first.
+        (lambda d: (d / MODEL_FILE).write_bytes(b"not onnx"), "model.onnx (cannot be loaded|does not match the hash)"),
+        (lambda d: (d / MANIFEST_FILE).write_text("{", encoding="utf-8"), "not valid JSON"),
+        (lambda d: _edit(d, lambda m: m.update(format_version=99)), "format_version 99"),
+        (lambda d: _edit(d, lambda m: m["heads"]["measure"]["labels"].append("extra")), "labels and thresholds must be"),
+        (
+            lambda d: _edit(d, lambda m: (m["heads"]["measure"]["labels"].append("extra"), m["heads"]["measure"]["thresholds"].append(0.5))),
+            "ONNX output has 7 columns, manifest lists 8 labels",
+        ),
+        (lambda d: _edit(d, lambda m: m["heads"]["topic"].update(output="nope")), "ONNX output 'nope' not in graph"),
+        (lambda d: (d / "userdict.txt").write_text("篡改 1\n", encoding="utf-8"), "does not match the hash"),
+    ],
+)
+def test_corrupt_bundle_refuses_to_load(tmp_path, break_it, reason):
+    d = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, d)
+    break_it(d)
+    with pytest.raises(InvalidBundle, match=reason):
+        Tagger(d)
+
+
+def _edit(d, fn):
+    m = json.loads((d / MANIFEST_FILE).read_text(encoding="utf-8"))
+    fn(m)
+    (d / MANIFEST_FILE).write_text(json.dumps(m), encoding="utf-8")
+
+
+def test_serve_refuses_corrupt_bundle_with_one_line(tmp_path):
+    d = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, d)
+    (d / MODEL_FILE).write_bytes(b"garbage")
+    r = run_cli("serve", "--model", str(d), "--port", "0")
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "model.onnx does not match the hash" in lines[0]
