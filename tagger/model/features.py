@@ -140,26 +140,23 @@ class Tokenizer:
             x, n, buf = 0, len(blk), ""
             while x < n:
                 y = route[x] + 1
-                if y - x == 1:
-                    buf += blk[x]
-                else:
-                    if buf:
-                        if len(buf) == 1:
-                            append(buf)
-                        elif not freq.get(buf):
-                            extend(hmm(buf))
-                        else:
-                            extend(buf)
-                        buf = ""
-                    append(blk[x:y])
+                word = blk[x:y]
                 x = y
-            if buf:
-                if len(buf) == 1:
-                    append(buf)
-                elif not freq.get(buf):
-                    extend(hmm(buf))
-                else:
-                    extend(buf)
+                if len(word) == 1:
+                    buf += word  # runs of single characters go to the HMM together
+                    if x < n:
+                        continue
+                    word = ""
+                if buf:  # flushed before a longer word, and at the end of the block
+                    if len(buf) == 1:
+                        append(buf)
+                    elif not freq.get(buf):
+                        extend(hmm(buf))
+                    else:
+                        extend(buf)
+                    buf = ""
+                if word:
+                    append(word)
         return words
 
     def __call__(self, text: str) -> str:
