@@ -76,7 +76,7 @@ class build_py(_build_py):
 
 
 # The sparse path's compiled loops (tagger/model/_kernels.c: linear gather-and-sum and QuickScorer
-# trees, ~4x the numpy code's speed). Optional: where no C compiler is found the install
+# trees, ~3.5x the numpy code's speed). Optional: where no C compiler is found the install
 # still succeeds and tagger/model/sparse.py runs the same computation in numpy.
 KERNELS = Extension("tagger.model._kernels", ["tagger/model/_kernels.c"], optional=True, extra_compile_args=["-O3"])
 

@@ -113,7 +113,7 @@ class Tokenizer:
     def _cut(self, sentence: str) -> list[str]:
         """jieba_next's ``Tokenizer.cut(sentence)`` (accurate mode, HMM) in one loop that
         builds a list: the same regexes, Rust DAG route, dictionary and HMM, without a
-        generator per block and per word (~30% of a clause's tokenising time). Parity with
+        generator per block and per word (measured 6-13% faster than ``lcut``). Parity with
         jieba on the whole corpus is tested (tests/training/test_parity.py)."""
         tok = self._tok
         prefix = tok._rust_prefix

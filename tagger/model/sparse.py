@@ -3,8 +3,9 @@
 The graph (``model.onnx``) vectorises into a dense batch x 12,000 matrix before any head
 runs, so its cost grows with the vocabulary. Here each clause costs what its own n-grams
 cost: n-grams become integer codes (a table lookup per character, a dict lookup per
-word), codes become columns by binary search (by hash in the compiled loops), the linear heads are a gather-and-sum over
-those columns, and the tree heads run on the clause's non-zero columns only, by
+word), codes become columns by binary search (by hash in the compiled loops), the linear
+heads are a gather-and-sum over those columns, and the tree heads run on the clause's
+non-zero columns only, by
 QuickScorer (Lucchese et al., SIGIR 2015): a node whose test fails rules out the leaves
 on its "true" side, and the exit leaf is the leftmost leaf left standing.
 With sparse input only the nodes of the clause's non-zero columns can fail (every
@@ -13,9 +14,9 @@ The artefacts (``sparse.npz``) are compiled out of ``model.onnx`` by
 ``training/sparse.py``; the outputs equal the graph's within 1e-5 (tested on 2,000 real
 clauses, and re-checked at every load by the bundle self-test).
 
-The n-gram lookup and the scoring loops run in C (``tagger/model/_kernels.c``, built at install
-where a compiler exists; n-grams found by hash instead of binary search): ~4x the numpy
-code below, which stays as the fallback and is tested equal to both.
+The n-gram lookup and the scoring loops run in C (``tagger/model/_kernels.c``, built at
+install where a compiler exists): ~3.5x the numpy code below, which stays as the fallback
+and is tested equal to both.
 """
 
 from __future__ import annotations
@@ -161,14 +162,18 @@ class _Trees:
         thr = arrays["tree_node_threshold"].astype(np.float32)
         tree = arrays["tree_node_tree"].astype(np.int64)
         mask = arrays["tree_node_mask"].astype(np.uint32)
-        self.leaf_values = arrays["tree_leaf_values"].astype(np.float32)
+        self.leaf_values = np.ascontiguousarray(arrays["tree_leaf_values"], dtype=np.float32)
         n_leaves = arrays["tree_n_leaves"].astype(np.int64)
         slot = arrays["tree_slot"].astype(np.int64)
         T = len(slot)
         self.T = T
         if T and (np.diff(slot) < 0).any():
             raise ValueError("trees must be grouped by output slot")
-        self.slot_starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]]) if T else np.zeros(0, np.int64)
+        new_slot = np.r_[True, slot[1:] != slot[:-1]] if T else np.zeros(0, bool)
+        self.slot_starts = np.flatnonzero(new_slot)
+        # Output column of each tree: the index of its slot group (what reduceat sums into).
+        self.group = (np.cumsum(new_slot) - 1).astype(np.int64)
+        self.n_groups = len(self.slot_starts)
         # A zero feature value fails exactly the tests with a negative threshold: fold those
         # into the start masks, and keep the tests a positive value can fail for run time.
         start = ((np.uint64(1) << n_leaves.astype(np.uint64)) - np.uint64(1)).astype(np.uint32)
@@ -184,10 +189,6 @@ class _Trees:
         self.first = np.searchsorted(self.feat, np.arange(n_features + 1))
         self.has_nodes = self.first[1:] > self.first[:-1]
         self.wide = int(n_leaves.max()) > 16 if T else False
-        # Output column of each tree: the index of its slot group (what reduceat sums into).
-        self.group = (np.cumsum(np.r_[True, slot[1:] != slot[:-1]]) - 1).astype(np.int64) if T else np.zeros(0, np.int64)
-        self.n_groups = len(self.slot_starts)
-        self.leaf_values = np.ascontiguousarray(self.leaf_values)
         if T and self.leaf_values.shape[1] < int(n_leaves.max()):
             raise ValueError("tree_leaf_values has fewer columns than the widest tree has leaves")
 
@@ -218,10 +219,10 @@ class _Trees:
 class SparseModel:
     """Probabilities per head for a batch of tokenised clauses (space-joined tokens)."""
 
-    def __init__(self, folder: Path, hashes: dict[str, str], compiled: bool = True):
+    def __init__(self, folder: Path, hashes: dict[str, str]):
         folder = Path(folder)
-        # False runs the numpy code even where the compiled loops are built (parity tests).
-        self.compiled = compiled and _kernels is not None
+        # Set to False to run the numpy code where the compiled loops are built (parity tests).
+        self.compiled = _kernels is not None
         path = folder / SPARSE_FILE
         if not path.is_file():
             raise InvalidBundle(str(folder), f"{SPARSE_FILE} is missing (the manifest declares the sparse serving path)")
