@@ -18,8 +18,7 @@ from tagger.model.bundle import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, USERD
 from tagger.model.features import DEFAULT_USERDICT, Tokenizer, userdict_hash
 from tagger.taxonomy import HEADS, Taxonomy
 
-from .data import Dataset, load_dataset
-from .data import document_years
+from .data import Dataset, document_years, load_dataset
 from .evaluate import CVResult
 from .experiments import CUTOFF_YEAR, FEATURE_SETS, Evaluator, ModelSpec, fit_heads, recency_weights, split_info
 from .export import INPUT_NAME, onnx_probabilities, output_name, parity_report, to_onnx

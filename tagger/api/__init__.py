@@ -17,8 +17,8 @@ from ..errors import InvalidInput, TaggerError
 from ..model.overrides import InvalidOverrides
 from .limits import BodyLimit, WorkPool
 from .metrics import Metrics
-from .security import require_read
 from .routes import clauses, documents, documents_view, health, page, tag
+from .security import require_read
 
 __all__ = ["create_app"]
 

@@ -54,8 +54,8 @@ def _open_output(out: str | None):
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from ..jsonio import dumps
     from ..ingest.segment import segment
+    from ..jsonio import dumps
 
     docs = _Documents(args.paths)
     n_docs = n_clauses = 0
@@ -79,8 +79,8 @@ def _add_segment(sub) -> None:
 
 
 def cmd_labels_validate(args: argparse.Namespace) -> int:
-    from ..config import get_settings
     from ..annotate.labels import validate_labels
+    from ..config import get_settings
     from ..taxonomy import load_taxonomy
 
     st = get_settings()
@@ -101,8 +101,8 @@ def cmd_labels_validate(args: argparse.Namespace) -> int:
 def cmd_labels_stats(args: argparse.Namespace) -> int:
     import json
 
-    from ..config import get_settings
     from ..annotate.labels import label_stats
+    from ..config import get_settings
     from ..taxonomy import load_taxonomy
 
     st = get_settings()

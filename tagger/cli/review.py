@@ -45,10 +45,10 @@ def _write_records(records: list[dict], out: str | None, fmt: str, tagger=None, 
 
 
 def cmd_uncertain(args: argparse.Namespace) -> int:
+    from ..annotate.review import rank_uncertain
     from ..config import get_settings
     from ..ingest.corpus import iter_files
     from ..model.inference import load_tagger
-    from ..annotate.review import rank_uncertain
     from ..tagging import iter_input_clauses
     from ..taxonomy import load_taxonomy
 
@@ -92,8 +92,8 @@ def cmd_uncertain(args: argparse.Namespace) -> int:
 
 
 def cmd_suspects(args: argparse.Namespace) -> int:
-    from ..config import get_settings
     from ..annotate.review import find_label_issues
+    from ..config import get_settings
     from ..taxonomy import load_taxonomy
 
     st = get_settings()
@@ -211,8 +211,8 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
 
 
 def cmd_labels_import(args: argparse.Namespace) -> int:
-    from ..config import get_settings
     from ..annotate.labelstudio import apply_import, parse_export
+    from ..config import get_settings
     from ..taxonomy import load_taxonomy
 
     st = get_settings()

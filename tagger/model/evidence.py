@@ -31,9 +31,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .features import model_text
-from ..taxonomy import HEADS
 from ..ingest.textnorm import normalize_text
+from ..taxonomy import HEADS
+from .features import model_text
 
 __all__ = ["explain", "map_to_original", "remove_spans", "match_spans", "MAX_SPANS", "MIN_DROP"]
 

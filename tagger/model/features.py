@@ -13,9 +13,9 @@ ONNX's RE2 tokeniser never sees Chinese word boundaries it cannot handle (see
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 

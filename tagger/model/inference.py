@@ -14,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .bundle import MODEL_FILE, USERDICT_FILE, Manifest, read_manifest
 from ..errors import InvalidBundle
-from .features import Tokenizer, userdict_hash
 from ..taxonomy import HEADS
+from .bundle import MODEL_FILE, USERDICT_FILE, Manifest, read_manifest
+from .features import Tokenizer, userdict_hash
 
 __all__ = ["Tagger", "Prediction", "resolve_bundle_dir", "load_tagger"]
 

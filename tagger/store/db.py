@@ -44,9 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .facts import AMOUNT_KINDS, extract_facts
 from ..ingest.documents import Document
 from ..taxonomy import HEADS
+from .facts import AMOUNT_KINDS, extract_facts
 
 __all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url", "ingest_documents", "add_missing_columns"]
 

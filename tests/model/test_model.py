@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from tagger.model.bundle import MANIFEST_FILE, MODEL_FILE
 from tagger.errors import InvalidBundle
+from tagger.model.bundle import MANIFEST_FILE, MODEL_FILE
 from tagger.model.inference import Tagger
 from tagger.taxonomy import HEADS, load_taxonomy
 

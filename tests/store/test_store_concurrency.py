@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from tagger.api import create_app
 from tagger.config import Settings
 from tagger.ingest.documents import load_documents
-from tagger.model.inference import Tagger
 from tagger.ingest.segment import segment
+from tagger.model.inference import Tagger
 from tagger.store.db import Store, clause_tags, clauses, documents
 from tagger.tagging import tag_clauses
 

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InvalidInput
 from ...store.db import ClauseQuery
-from ..schemas import check_strings
 from ...taxonomy import HEADS
 from ..deps import StoreDep
+from ..schemas import check_strings
 
 router = APIRouter(prefix="/v1", tags=["clauses"])
 log = logging.getLogger(__name__)
