@@ -57,6 +57,12 @@ class Settings:
     max_text_chars: int = field(default_factory=lambda: int(_env("max_text_chars", "400000")))
     max_upload_bytes: int = field(default_factory=lambda: int(_env("max_upload_bytes", str(10 * 1024 * 1024))))
     max_json_bytes: int = field(default_factory=lambda: int(_env("max_json_bytes", str(4 * 1024 * 1024))))
+    # Evidence (occlusion) scores one variant of a clause per token, each as long as the
+    # clause: its time and memory grow with the square of the clause's length (1,000
+    # characters: 0.4 s, +90 MB; 100,000: tens of GB). The API answers 413 when evidence is
+    # asked for a longer clause. Documents never hit it: the segmenter cuts clauses at
+    # tagger.ingest.segment.HARD_MAX_CHARS (400; fixed, since it decides clause ids).
+    max_evidence_clause_chars: int = field(default_factory=lambda: int(_env("max_evidence_clause_chars", "1000")))
     # CPU-heavy work (reading, segmentation, tagging) runs in this many threads; this many
     # more requests may wait for them; the next one gets 503 + Retry-After.
     work_threads: int = field(default_factory=lambda: int(_env("work_threads", "2")))
@@ -65,6 +71,8 @@ class Settings:
     # this many worker processes (each loads the bundle, ~250 MB), so that they do not hold
     # the server's GIL; -1: as many as work_threads; 0: none (all in the threads above).
     work_processes: int = field(default_factory=lambda: int(_env("work_processes", "-1")))
+    # Counted in work units (tagger.api.routes.tag.work_cost): a clause of up to 200
+    # characters without evidence is 1 unit, a longer one more; evidence multiplies it.
     work_process_min_clauses: int = field(default_factory=lambda: int(_env("work_process_min_clauses", "50")))
     # Micro-batches of at most this many clauses (without evidence) are tagged on the event
     # loop itself: for ~1 ms of work a hand-off to a thread costs more (GIL switches between

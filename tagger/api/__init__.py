@@ -52,10 +52,12 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.pool = WorkPool(st.work_threads, st.work_queue)
     from .batcher import MicroBatcher
-    from .routes.tag import batch_tag
+    from .routes.tag import batch_tag, work_cost
 
     # args of batch_tag: (tagger, evidence, overrides); evidence is ~50x the work of a clause.
-    app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag, inline=lambda n, args: not args[1] and n <= st.inline_clauses)
+    # Counted in work units: a 10,000-character clause is 50 (25 ms), not 1.
+    app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag, inline=lambda n, args: not args[1] and n <= st.inline_clauses,
+                                     weight=lambda c: work_cost((len(c["text"]),), False))
     app.add_middleware(app.state.metrics.asgi)
     # Outermost: the byte count applies before any other layer reads the body.
     app.add_middleware(

@@ -15,11 +15,15 @@ __all__ = ["MicroBatcher"]
 
 
 class MicroBatcher:
-    def __init__(self, run: Callable[..., Any], fn: Callable[..., list], max_clauses: int = 256, inline: Callable[[int, tuple], bool] | None = None):
+    def __init__(self, run: Callable[..., Any], fn: Callable[..., list], max_clauses: int = 256, inline: Callable[[int, tuple], bool] | None = None,
+                 weight: Callable[[dict], int] | None = None):
         # ``run(fn, *args)`` awaits ``fn`` in the work pool (admission control included).
-        # ``inline(n_clauses, args)``: call ``fn`` on the event loop instead (small batches).
+        # ``inline(n, args)``: call ``fn`` on the event loop instead (small batches); ``n`` is
+        # the batch's clauses, each counted ``weight(clause)`` times (default 1: a long clause
+        # costs more than a short one).
         self._run, self._fn, self.max_clauses = run, fn, max_clauses
         self._inline = inline or (lambda n, args: False)
+        self._weight = weight
         self._queues: dict[tuple, list[tuple[list[dict], asyncio.Future]]] = {}
         self._draining: set[tuple] = set()
 
@@ -54,7 +58,8 @@ class MicroBatcher:
     async def _tag(self, batch: list[tuple[list[dict], asyncio.Future]], args: tuple) -> None:
         flat = [c for clauses, _ in batch for c in clauses]
         try:
-            if self._inline(len(flat), args):
+            n = len(flat) if self._weight is None else sum(self._weight(c) for c in flat)
+            if self._inline(n, args):
                 records = self._fn(*args, flat)
             else:
                 records = await self._run(self._fn, *args, flat)

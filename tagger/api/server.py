@@ -36,17 +36,29 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+def _app_bound_to(make_app: Callable, hosts: tuple[str, ...]):
+    """``make_app()`` told the addresses it is served on: the anonymous-write rule
+    (tagger.api.security) checks them, not the settings. A worker behind the supervisor
+    holds no listening socket of its own, so it could not find them out itself."""
+    app = make_app()
+    state = getattr(app, "state", None)
+    if state is not None:
+        state.bound_hosts = hosts
+    return app
+
+
 def _serve_one(make_app: Callable, sock: socket.socket, log_level: str) -> None:
     import uvicorn
 
-    config = uvicorn.Config(make_app(), log_level=log_level, access_log=False, lifespan="on")
+    config = uvicorn.Config(_app_bound_to(make_app, (sock.getsockname()[0],)), log_level=log_level, access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _serve_handed(make_app: Callable, channel: socket.socket, log_level: str) -> None:
+def _serve_handed(make_app: Callable, channel: socket.socket, log_level: str, hosts: tuple[str, ...] = ()) -> None:
     """A worker behind the supervisor: serves the connections passed over ``channel``
     (SCM_RIGHTS), each given to the event loop as an accepted socket. Works with uvloop,
-    which reads a listening socket's fd itself and so cannot be handed a stand-in."""
+    which reads a listening socket's fd itself and so cannot be handed a stand-in.
+    ``hosts``: the supervisor's bound addresses."""
     import asyncio
     import functools
 
@@ -86,7 +98,7 @@ def _serve_handed(make_app: Callable, channel: socket.socket, log_level: str) ->
                 pass
             await super().shutdown(sockets)
 
-    config = uvicorn.Config(make_app(), log_level=log_level, access_log=False, lifespan="on")
+    config = uvicorn.Config(_app_bound_to(make_app, hosts), log_level=log_level, access_log=False, lifespan="on")
     HandedServer(config).run()
 
 
@@ -101,6 +113,7 @@ def run_server(make_app: Callable, host: str, port: int, workers: int = 1, log_l
     connect time is the split for good.
     """
     sock = listen(host, port)
+    hosts = (sock.getsockname()[0],)
     bound = sock.getsockname()[1]
     print(f"tagger: serving on http://{host}:{bound} with {workers} worker process(es)", file=sys.stderr, flush=True)
     if workers <= 1:
@@ -122,7 +135,7 @@ def run_server(make_app: Callable, host: str, port: int, workers: int = 1, log_l
                 parent_end.close()
                 for other in channels.values():
                     other.close()
-                _serve_handed(make_app, child_end, log_level)
+                _serve_handed(make_app, child_end, log_level, hosts)
             except BaseException:  # a worker must never return into the supervisor's loop
                 code = 1
             finally:

@@ -1,7 +1,12 @@
 """Cut a repaired document into clauses (see labels/guidelines.md, "What a clause is").
 
 A clause is one numbered article/item or one paragraph; a paragraph over
-``MAX_CHARS`` is split at sentence ends into pieces of roughly 80-300 characters.
+``MAX_CHARS`` is split at sentence ends into pieces of roughly 80-300 characters (a
+sentence over ``HARD_MAX_CHARS`` at commas). No clause is longer than ``HARD_MAX_CHARS``:
+a stretch with neither (a run without punctuation, 1 MB of it in one upload) is cut
+every ``MAX_CHARS`` characters, at white space where there is some near the cut, and
+its clauses carry ``hard_cut=True``. Downstream cost (evidence is quadratic in a
+clause's length) stays bounded whatever the document holds.
 Headings are never clauses: they become the ``section`` path of the clauses below.
 
 Clause ids are ``<doc>-<12 hex of sha1(doc, text)>`` (plus ``-2``, ``-3`` for a text
@@ -42,6 +47,7 @@ _ARTICLE = re.compile(rf"^第[{_CN}\d]+条")
 _LEVEL_MARKER = re.compile("|".join(rx.pattern for rx, _ in _LEVELS))
 _SENTENCE_END = re.compile(rf"[{TERMINAL}][”’」』）)]*")
 _SOFT_END = re.compile(r"[，,、：:][”’」』）)]*")
+_SPACE = re.compile(r"\s+")
 # Lines that are neither provisions nor headings: dates, publication notes, salutations.
 _NOISE = re.compile(
     r"^(\d{4}年\d{1,2}月\d{1,2}日|[（(]此件[^）)]*[）)]|.{0,14}[:：]|[（(]?(公开征求意见稿|征求意见稿)[）)]?"
@@ -57,9 +63,15 @@ class Clause:
     text: str
     start: int
     end: int
+    # True when the clause was cut out of a longer stretch at the hard length limit (no
+    # sentence end or comma to cut at): it may start or end mid-sentence.
+    hard_cut: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.hard_cut:
+            del d["hard_cut"]  # only marked where it happened: other lines stay as they were
+        return d
 
     def record(self) -> dict:
         """The fields tagging works on (and passes through): id, doc, section, text."""
@@ -121,19 +133,47 @@ def _pack(text: str, cuts: list[int], limit: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-def split_long(text: str) -> list[tuple[int, int]]:
-    """Character spans of ``text`` split at sentence ends, each ~80-300 chars."""
+def _hard_cuts(text: str, limit: int) -> list[int]:
+    """Cut points at most ``limit`` apart: at the end of the last white space in the last
+    quarter of each window if there is one (words stay whole), else exactly at ``limit``."""
+    cuts: list[int] = []
+    pos = 0
+    while len(text) - pos > limit:
+        lo, end = pos + limit * 3 // 4, pos + limit
+        last = None
+        for last in _SPACE.finditer(text, lo, end):
+            pass
+        pos = last.end() if last is not None and last.end() < end else end
+        cuts.append(pos)
+    return cuts
+
+
+def _split(text: str) -> list[tuple[int, int, bool]]:
+    """``(start, end, hard_cut)`` spans of ``text``: see :func:`split_long`."""
     if len(text) <= MAX_CHARS:
-        return [(0, len(text))]
-    spans = []
+        return [(0, len(text), False)]
+    spans: list[tuple[int, int, bool]] = []
     for a, b in _pack(text, _cuts(text, _SENTENCE_END), MAX_CHARS):
-        if b - a > HARD_MAX_CHARS:
-            # One sentence longer than the hard limit: fall back to commas.
-            sub = text[a:b]
-            spans.extend((a + x, a + y) for x, y in _pack(sub, _cuts(sub, _SOFT_END), MAX_CHARS))
-        else:
-            spans.append((a, b))
+        if b - a <= HARD_MAX_CHARS:
+            spans.append((a, b, False))
+            continue
+        # One sentence longer than the hard limit: fall back to commas.
+        sub = text[a:b]
+        for x, y in _pack(sub, _cuts(sub, _SOFT_END), MAX_CHARS):
+            if y - x <= HARD_MAX_CHARS:
+                spans.append((a + x, a + y, False))
+                continue
+            # No comma either (a run without punctuation): cut it at the length limit.
+            run = sub[x:y]
+            spans.extend((a + x + p, a + x + q, True) for p, q in _pack(run, _hard_cuts(run, MAX_CHARS), MAX_CHARS))
     return spans
+
+
+def split_long(text: str) -> list[tuple[int, int]]:
+    """Character spans of ``text`` split at sentence ends, each ~80-300 chars; a sentence
+    over ``HARD_MAX_CHARS`` at commas, and a stretch without either at the length limit,
+    so that no span is longer than ``HARD_MAX_CHARS``."""
+    return [(a, b) for a, b, _ in _split(text)]
 
 
 def _paragraphs(text: str) -> Iterator[tuple[int, str]]:
@@ -157,7 +197,7 @@ def segment(doc: Document) -> list[Clause]:
             stack.append((level, para))
             continue
         section = SECTION_SEP.join(h for _, h in stack)
-        for a, b in split_long(para):
+        for a, b, hard in _split(para):
             piece = para[a:b]
             lead = len(piece) - len(piece.lstrip())
             piece = piece.strip()
@@ -173,6 +213,7 @@ def segment(doc: Document) -> list[Clause]:
                     text=piece,
                     start=start,
                     end=start + len(piece),
+                    hard_cut=hard,
                 )
             )
     return clauses

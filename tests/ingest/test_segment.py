@@ -1,10 +1,11 @@
 """Segmentation properties over the whole committed corpus, plus id stability."""
 
 import re
+import time
 
 from tagger.ingest.documents import document_from_text
 from tagger.ingest.repair import is_toc_line
-from tagger.ingest.segment import HARD_MAX_CHARS, clause_id, segment
+from tagger.ingest.segment import HARD_MAX_CHARS, clause_id, segment, split_long
 
 AD_WORDS = ("二维码", "分享群", "扫描右侧", "xionganir")
 
@@ -86,3 +87,36 @@ def test_list_items_ending_in_semicolon_are_clauses_not_headings():
     texts = [c.text for c in clauses]
     assert "1.就业创业证申请表；" in texts and "2.身份证、户口簿；" in texts
     assert "（二）组织领导。" not in texts and clauses[-1].section == "（二）组织领导。"
+
+
+def test_run_without_punctuation_is_cut_at_the_hard_limit():
+    """A 1 MB run with no sentence end or comma was one clause (evidence on it is quadratic):
+    it is cut every MAX_CHARS characters, each piece marked hard_cut."""
+    run = ("人工智能产业发展专项资金支持企业开展关键核心技术攻关" * 14_000)[:350_000]
+    assert len(run.encode("utf-8")) > 1_000_000
+    text = "第一条 支持企业发展。\n" + run + "\n第二条 给予房租补贴。"
+    doc = document_from_text(text, "d")[0]
+    t0 = time.perf_counter()
+    clauses = segment(doc)
+    assert time.perf_counter() - t0 < 10
+    assert max(len(c.text) for c in clauses) <= HARD_MAX_CHARS
+    cut = [c for c in clauses if c.hard_cut]
+    assert "".join(c.text for c in cut) == run and len(cut) == len(clauses) - 2
+    assert not clauses[0].hard_cut and not clauses[-1].hard_cut
+    assert all(doc.text[c.start : c.end] == c.text for c in clauses)
+    assert len({c.id for c in clauses}) == len(clauses)
+    # Marked where it happened only: other clauses' JSON stays as it was.
+    assert cut[0].to_dict()["hard_cut"] is True and "hard_cut" not in clauses[0].to_dict()
+    assert split_long(run) == [(c.start - cut[0].start, c.end - cut[0].start) for c in cut]
+
+
+def test_hard_cuts_keep_words_whole_and_commas_come_first():
+    words = " ".join(f"word{i}" for i in range(3000))
+    clauses = segment(document_from_text(words, "d")[0])
+    assert all(len(c.text) <= HARD_MAX_CHARS and c.hard_cut for c in clauses)
+    assert " ".join(c.text for c in clauses) == words  # every cut at a space
+    # A long sentence with commas is split at the commas, not cut.
+    para = "，".join(f"第{i}项支持人工智能企业开展关键核心技术攻关并给予资金支持" for i in range(30)) + "。"
+    clauses = segment(document_from_text(para, "d")[0])
+    assert len(clauses) > 1 and not any(c.hard_cut for c in clauses)
+    assert all(len(c.text) <= HARD_MAX_CHARS for c in clauses)

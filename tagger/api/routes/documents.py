@@ -16,7 +16,7 @@ from ...tagging import model_version, resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
 from ..schemas import DocumentIn, check_strings
 from ..security import require_write
-from .tag import FastJSON, check_limits, render_json
+from .tag import FastJSON, check_evidence_limit, check_limits, render_json
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -91,8 +91,12 @@ def _segment_and_tag(tagger, docs: list[Document], settings, **tag_kwargs) -> li
     text_chars = sum(len(d.text) for d in docs)
     if text_chars > settings.max_text_chars:
         raise HTTPException(status_code=413, detail=f"document text of {text_chars} characters; the limit is {settings.max_text_chars}")
-    clauses = [c.record() for d in docs for c in segment(d)]
+    # A clause cut out of a run without punctuation says so (segment.HARD_MAX_CHARS).
+    clauses = [{**c.record(), "hard_cut": True} if c.hard_cut else c.record() for d in docs for c in segment(d)]
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
+    if tag_kwargs.get("evidence"):
+        # Never hit with the defaults (the segmenter's cap is below the evidence limit).
+        check_evidence_limit(clauses, settings)
     return tag_clauses(tagger, clauses, **tag_kwargs) if clauses else []
 
 

@@ -15,6 +15,23 @@ router = APIRouter(prefix="/v1", tags=["tag"])
 # Evidence scores ~50 variants of each clause (occlusion, tagger.model.evidence): for choosing the
 # worker-process path a clause with evidence weighs as much as this many without.
 EVIDENCE_COST = 50
+# The length of clause that costs one work unit. Tagging a longer clause costs in
+# proportion to its length; its evidence in proportion to the square of it (one variant
+# per token, each as long as the clause).
+COST_UNIT_CHARS = 200
+
+
+def work_cost(lengths, evidence: bool) -> int:
+    """The work of tagging clauses of these lengths (characters), in units of one clause of
+    up to COST_UNIT_CHARS characters tagged without evidence; compared with
+    ``work_process_min_clauses`` to decide where a request runs. Counting clauses alone
+    weighed a 100,000-character clause with evidence like a short one (50, "not above 50"):
+    it ran in a thread of the server process, holding its GIL for minutes."""
+    cost = 0
+    for n in lengths:
+        units = max(1, -(-n // COST_UNIT_CHARS))
+        cost += EVIDENCE_COST * units * units if evidence else units
+    return cost
 
 
 def render_json(content) -> bytes:
@@ -39,6 +56,20 @@ def check_limits(n_clauses: int, n_chars: int, settings) -> None:
         raise HTTPException(status_code=413, detail=f"{n_chars} characters of text in one request; the limit is {settings.max_text_chars}")
 
 
+def check_evidence_limit(clauses: list[dict], settings) -> None:
+    """413 when evidence is asked for a clause longer than ``max_evidence_clause_chars``:
+    its cost grows with the square of the length (a 100,000-character clause ran for minutes
+    and grew the server by ~100 MB/s), so the request is refused before any work starts."""
+    limit = settings.max_evidence_clause_chars
+    for c in clauses:
+        if len(c["text"]) > limit:
+            raise HTTPException(
+                status_code=413,
+                detail=f"clause {str(c.get('id', ''))[:80]!r} has {len(c['text'])} characters; evidence is computed for clauses of at most "
+                f"{limit} characters (TAGGER_MAX_EVIDENCE_CLAUSE_CHARS): split the text into clauses (POST /v1/documents does), or ask with ?evidence=false",
+            )
+
+
 def batch_tag(tagger, evidence: bool, overrides, clauses: list[dict]) -> list[dict]:
     """The batcher's model call: the clauses of several concurrent requests at once."""
     return tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides)
@@ -57,10 +88,12 @@ async def tag(body: TagRequest, tagger: TaggerDep, settings: SettingsDep, pool: 
         clauses = [c.model_dump() for c in body.clauses]
         check_strings(clauses, "clauses")
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
+    if evidence:
+        check_evidence_limit(clauses, settings)
     # The override rules as of this request (one stat; re-read if the file changed): the
     # records and the answer's "model" carry the same stamp. A broken file: 503 (api/__init__).
     ov = resolve_overrides(tagger, settings.overrides_file)
-    if len(clauses) * (EVIDENCE_COST if evidence else 1) > settings.work_process_min_clauses:
+    if work_cost((len(c["text"]) for c in clauses), evidence) > settings.work_process_min_clauses:
         # Big: tagged and rendered in a worker process, off this process's GIL.
         from ..workers import tag_job
 
