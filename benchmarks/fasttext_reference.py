@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-HEADS = ("topic", "measure", "industry")
+HEADS = ("topic", "measure", "industry", "kind")
+SINGLE = ("kind",)  # one label per clause: a softmax model, its top label
 DEFAULT_DIR = ROOT / "var" / "bench" / "fasttext"
 
 
@@ -41,9 +42,9 @@ def train(folder: Path) -> None:
         path = folder / f"{h}.train.txt"
         with path.open("w", encoding="utf-8") as fh:
             for r in recs:
-                labels = " ".join(f"__label__{l}" for l in r[h]) or "__label__none"
+                labels = f"__label__{r[h]}" if h in SINGLE else (" ".join(f"__label__{l}" for l in r[h]) or "__label__none")
                 fh.write(f"{labels} {tok(r['text'])}\n")
-        model = fasttext.train_supervised(str(path), loss="ova", wordNgrams=2, epoch=25, lr=0.5, dim=50, minCount=1,
+        model = fasttext.train_supervised(str(path), loss="softmax" if h in SINGLE else "ova", wordNgrams=2, epoch=25, lr=0.5, dim=50, minCount=1,
                                           bucket=200_000, thread=2, verbose=0, seed=0)
         model.save_model(str(folder / f"{h}.bin"))
     print(f"fastText trained on {len(recs)} clauses in {time.perf_counter() - t0:.1f}s -> {folder}", file=sys.stderr)
@@ -64,7 +65,7 @@ def tag(src: Path, dst: Path, folder: Path, threshold: float = 0.5) -> None:
                 # The low-level call: fasttext's Python wrapper breaks on numpy 2 (copy=False).
                 pairs = m.f.predict(words, -1, 0.0, "strict")
                 s = {lab[9:]: round(p, 6) for p, lab in pairs if lab != "__label__none"}
-                out[h] = [l for l, p in s.items() if p >= threshold]
+                out[h] = max(s, key=s.get) if h in SINGLE else [l for l, p in s.items() if p >= threshold]
                 scores[h] = s
             out["scores"] = scores
             fout.write(json.dumps(out, ensure_ascii=False) + "\n")

@@ -17,6 +17,7 @@ Output columns (:data:`CLAUSE_SCHEMA`, then the input's extra columns with their
     topic     array<string>     label ids over the bundle's thresholds, in the bundle's order
     measure   array<string>
     industry  array<string>
+    kind      string            one kind id per clause (single label)
     scores    string            JSON text of {head: {label: probability}}, byte for byte the
                                 ``scores`` object of a ``tagger tag`` JSONL line (same keys, same
                                 order, probabilities rounded to 6 decimals). Kept as text so that
@@ -62,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('tagger.spark needs pyspark, pandas and pyarrow: pip install "policy-clause-tagger[spark]"') from exc
 
 from .model.bundle import MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
-from .taxonomy import HEADS
+from .taxonomy import HEADS, SINGLE_HEADS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,7 +80,7 @@ CLAUSE_SCHEMA = StructType(
         StructField("doc", StringType(), True),
         StructField("section", StringType(), True),
         StructField("text", StringType(), False),
-        *(StructField(h, ArrayType(StringType(), False), False) for h in HEADS),
+        *(StructField(h, StringType() if h in SINGLE_HEADS else ArrayType(StringType(), False), False) for h in HEADS),
         StructField("scores", StringType(), False),
         StructField("model", StringType(), False),
         StructField("provenance", MapType(StringType(), MapType(StringType(), StringType(), False), False), False),

@@ -1,7 +1,7 @@
 """Clauses in, tagged records out — shared by the CLI and the API.
 
 Output record (the contract other tools consume; keep it exact):
-    id, doc, section, text, topic [ids], measure [ids], industry [ids],
+    id, doc, section, text, topic [ids], measure [ids], industry [ids], kind (one id),
     scores {head: {label: probability}}, model (bundle version, "+ov.<sha8>" with override
     rules), provenance {head: {label: "model" | "override:<rule id>"}},
     evidence {head: {label: [{start, end, text, weight}]}} (only when asked for)
@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 from .errors import InvalidInput, TaggerError
 from .model.inference import Tagger
 from .model.overrides import Overrides, current_overrides
-from .taxonomy import HEADS
+from .taxonomy import HEADS, MULTI_HEADS, from_labels
 
 __all__ = ["OUTPUT_FIELDS", "tag_clauses", "model_version", "resolve_overrides", "iter_input_clauses", "batched", "validate_clause", "BATCH_SIZE"]
 
@@ -34,7 +34,7 @@ def _record(clause: dict, labels: dict, scores: dict, version: str, provenance: 
         "doc": clause.get("doc", ""),
         "section": clause.get("section", ""),
         "text": clause["text"],
-        **{h: labels[h] for h in HEADS},
+        **{h: from_labels(h, labels[h]) for h in HEADS},
         "scores": scores,
         "model": version,
         "provenance": provenance,
@@ -82,13 +82,14 @@ def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, ove
     if evidence:
         from .model.evidence import explain
 
-        model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in HEADS} for labels, prov, _ in applied]
+        # Evidence for the tag heads; kind (one per clause, a sentence type) has none.
+        model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in MULTI_HEADS} for labels, prov, _ in applied]
         evid = explain(tagger, texts, model_labels)
-        for text, ev, (labels, _, added) in zip(texts, evid, applied):
+        for i, (text, ev, (labels, _, added)) in enumerate(zip(texts, evid, applied)):
             for (h, lab), spans in added.items():
                 ev[h][lab] = [{"start": s, "end": e, "text": text[s:e], "weight": 1.0} for s, e in spans]
-            for h in HEADS:  # keys in the record's label order
-                ev[h] = {lab: ev[h][lab] for lab in labels[h]}
+            # keys in the record's label order
+            evid[i] = {h: {lab: ev[h][lab] for lab in labels[h]} for h in MULTI_HEADS}
     return [_record(c, labels, p.scores, version, prov, ev) for c, p, (labels, prov, _), ev in zip(clauses, preds, applied, evid)]
 
 

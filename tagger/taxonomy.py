@@ -13,9 +13,32 @@ import yaml
 
 from .errors import InvalidInput
 
-__all__ = ["Taxonomy", "load_taxonomy", "HEADS"]
+__all__ = ["Taxonomy", "load_taxonomy", "HEADS", "MULTI_HEADS", "SINGLE_HEADS", "KIND", "as_labels", "from_labels"]
 
-HEADS = ("topic", "measure", "industry")
+# Every head the model scores, in output order. topic, measure and industry are multi-label
+# (a list of ids, possibly empty); kind is single-label (exactly one id, written as a string
+# in records and labels). Inside the runtime every head's labels are a list, so that the
+# code that walks heads (overrides, evidence, the store) needs no second path; a
+# single-label head's list holds exactly one id.
+MULTI_HEADS = ("topic", "measure", "industry")
+SINGLE_HEADS = ("kind",)
+KIND = "kind"
+HEADS = MULTI_HEADS + SINGLE_HEADS
+
+
+def as_labels(head: str, value) -> list[str] | None:
+    """A record's value for ``head`` as a list of ids; None when it is missing or has the
+    wrong type (a single-label head takes a string, a multi-label head a list)."""
+    if head in SINGLE_HEADS:
+        return [value] if isinstance(value, str) and value else None
+    return list(value) if isinstance(value, list) else None
+
+
+def from_labels(head: str, labels: list[str]):
+    """The inverse of :func:`as_labels`: what a record stores for ``head``."""
+    if head in SINGLE_HEADS:
+        return labels[0] if labels else None
+    return list(labels)
 
 
 @dataclass(frozen=True)

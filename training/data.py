@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.jsonio import read_jsonl
-from tagger.taxonomy import HEADS, Taxonomy
+from tagger.taxonomy import HEADS, Taxonomy, as_labels
 
 __all__ = ["Dataset", "load_dataset", "data_hash", "document_years"]
 
@@ -40,21 +40,22 @@ class Dataset:
 
 
 def data_hash(records: list[dict]) -> str:
-    """Hash of what the model learns from: id, text and the three label lists."""
+    """Hash of what the model learns from: id, text and the labels of every head."""
     h = hashlib.sha256()
     for r in sorted(records, key=lambda r: r["id"]):
-        h.update(json.dumps([r["id"], r["text"], *[sorted(r.get(k) or []) for k in HEADS]], ensure_ascii=False).encode())
+        h.update(json.dumps([r["id"], r["text"], *[sorted(as_labels(k, r.get(k)) or []) for k in HEADS]], ensure_ascii=False).encode())
     return h.hexdigest()
 
 
 def load_dataset(path: Path, taxonomy: Taxonomy) -> Dataset:
-    records = [r for r in read_jsonl(path) if all(isinstance(r.get(h), list) for h in HEADS)]
+    # A record is learned from only when every head is labeled (a missing key: not yet).
+    records = [r for r in read_jsonl(path) if all(as_labels(h, r.get(h)) is not None for h in HEADS)]
     Y = {}
     for head in HEADS:
         index = {l: j for j, l in enumerate(taxonomy.labels[head])}
         y = np.zeros((len(records), len(index)), dtype=np.int8)
         for i, r in enumerate(records):
-            for l in r[head]:
+            for l in as_labels(head, r[head]):
                 y[i, index[l]] = 1
         Y[head] = y
     return Dataset(

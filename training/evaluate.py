@@ -86,7 +86,7 @@ class CVResult:
                 h: {
                     "model": self.chosen[h],
                     **{k: self.metrics[k][h] for k in self.metrics},
-                    "keyword_baseline": self.baseline[h],
+                    "keyword_baseline": self.baseline.get(h),
                 }
                 for h in self.chosen
             },

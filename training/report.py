@@ -32,6 +32,8 @@ def evaluation_table(ev: dict) -> str:
             metrics.insert(1, ("macro_f1_required", "macro-F1, 4 required topics"))
         if h == "measure":
             metrics.insert(1, ("macro_f1_headline", "macro-F1, grant/rent/tax"))
+        if h == "kind":
+            metrics = [("accuracy", "accuracy (argmax)"), ("macro_f1", "macro-F1")]
         for key, name in metrics:
             t, kt = hd["time"], hd["keyword_time"]
             gap = f"{t[key] - kt[key]:+.3f}" if t and kt else "–"
@@ -49,7 +51,35 @@ def evaluation_table(ev: dict) -> str:
             g = hd["grouped"]["labels"][lab]["f1"]
             lines.append(f"| {lab} | {m['support']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {g:.3f} | {'–' if kw is None else f'{kw:.3f}'} |")
         lines.append("")
+    for h, hd in ev["heads"].items():
+        for split, res in (("time split", hd["time"]), ("grouped CV", hd["grouped"])):
+            if res and res.get("confusion"):
+                lines += [f"**{h}: confusion, {split}** (rows: labeled, columns: predicted)", "", confusion_table(res["confusion"]), ""]
+    if ev.get("gates"):
+        lines += ["**Kind gates** (`tagger.model.gates`: a clause read as a principle, title or condition carries no topic; a "
+                  "procedure only `governance`; conditions and principles no measure). Each mode with its own best model and "
+                  "thresholds; the run keeps the best time-split macro-F1:", "",
+                  "| head | gate | chosen | model | grouped macro-F1 | time macro-F1 | time micro-F1 | grouped 4 required | time 4 required |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for h, g in ev["gates"].items():
+            for mode, m in g["modes"].items():
+                f = lambda k: "–" if m.get(k) is None else f"{m[k]:.3f}"  # noqa: E731
+                lines.append(f"| {h} | {mode} | {'**yes**' if mode == g['chosen'] else ''} | {m['model']} | {f('grouped_macro_f1')} "
+                             f"| {f('time_macro_f1')} | {f('time_micro_f1')} | {f('grouped_required')} | {f('time_required')} |")
+        lines.append("")
+    nt = ev.get("named_tax_relief")
+    if nt:
+        f = lambda d: "–" if not d or d.get("recall") is None else f"{d['recall']:.3f} (n={d['n']})"  # noqa: E731
+        lines += [f"**Relief on a named tax** ({nt['definition']}): `tax_relief` recall, grouped CV {f(nt.get('grouped'))}, "
+                  f"time split {f(nt.get('time'))}.", ""]
     return "\n".join(lines)
+
+
+def confusion_table(conf: dict) -> str:
+    labels = list(conf)
+    rows = ["| labeled \\ predicted | " + " | ".join(labels) + " |", "|---" + "|---:" * len(labels) + "|"]
+    rows += [f"| {a} | " + " | ".join(str(conf[a][b]) for b in labels) + " |" for a in labels]
+    return "\n".join(rows)
 
 
 def cv_table(cv: dict) -> str:
@@ -60,16 +90,17 @@ def cv_table(cv: dict) -> str:
         hd = cv["heads"][h]
         cells = [f"{hd[k]['micro_f1']:.3f} / {hd[k]['macro_f1']:.3f}" for k in _kinds(cv)]
         b = hd["keyword_baseline"]
-        lines.append(f"| {h} | {hd['model']} | " + " | ".join(cells) + f" | {b['micro_f1']:.3f} / {b['macro_f1']:.3f} |")
+        lines.append(f"| {h} | {hd['model']} | " + " | ".join(cells) + (f" | {b['micro_f1']:.3f} / {b['macro_f1']:.3f} |" if b else " | – |"))
     lines.append("")
     lines.append(f"Run score (mean macro-F1 of the chosen models over heads): **{cv['score']:.4f}**")
     for h in HEADS:
         hd = cv["heads"][h]
         chosen = hd[hd["model"]]["labels"]
-        base = hd["keyword_baseline"]["labels"]
+        base = (hd["keyword_baseline"] or {}).get("labels", {})
         lines += ["", f"**{h}** ({hd['model']})", "", "| label | support | precision | recall | F1 | keyword F1 |", "|---|---:|---:|---:|---:|---:|"]
         for lab, m in chosen.items():
-            lines.append(f"| {lab} | {m['support']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {base[lab]['f1']:.3f} |")
+            kw = f"{base[lab]['f1']:.3f}" if lab in base else "–"
+            lines.append(f"| {lab} | {m['support']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {kw} |")
     return "\n".join(lines)
 
 
@@ -97,7 +128,10 @@ def model_card(manifest: dict) -> str:
     return f"""# policy-tagger {manifest['version']}
 
 Tags clauses of Chinese industrial-policy documents with `topic`, `measure` and
-`industry` (multi-label; ids in `manifest.json`, contract in `labels/guidelines.md`).
+`industry` (multi-label) and `kind` (single label: the most probable; provision, target,
+principle, condition, procedure or title); ids in `manifest.json`, contract in
+`labels/guidelines.md` (rules v1.1). Topic and measure are gated by the predicted kind where
+the gate table below says so.
 
 - **Input**: clause text, normalised and cut by jieba with `userdict.txt`, tokens joined by
   spaces (`tagger.model.features.Tokenizer`); ONNX input `{manifest['input']['name']}` (string [N, 1]).

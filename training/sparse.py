@@ -277,7 +277,8 @@ def write_sparse(folder: Path, check_texts: list[str] | None = None, tol: float 
     if check_texts:
         onnx_tagger = Tagger(folder, serving="onnx", self_test=False)
         toks = onnx_tagger.tokenizer.batch(check_texts)
-        dense = onnx_tagger.probabilities_tokens(toks)
+        # Raw head outputs on both sides: gates are applied after either path, by one function.
+        dense = onnx_tagger.onnx_raw_tokens(toks)
         fast = SparseModel(folder, {SPARSE_FILE: _sha256(folder / SPARSE_FILE)}).probabilities(toks)
         parity = parity_report(dense, fast, {h: d["thresholds"] for h, d in manifest["heads"].items()})
         if max(parity["max_abs_diff"].values()) > tol or not all(parity["label_sets_identical"].values()):

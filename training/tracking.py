@@ -48,6 +48,8 @@ def per_label_diff(new: dict, old: dict | None) -> dict:
         return {}
     out = {}
     for h in HEADS:
+        if h not in old.get("heads", {}):
+            continue  # a head the champion did not have
         nh, oh = new["heads"][h], old["heads"][h]
         nl, ol = nh[nh["model"]]["labels"], oh[oh["model"]]["labels"]
         out[h] = {l: round(nl[l]["f1"] - ol.get(l, {}).get("f1", 0.0), 4) for l in nl}
@@ -74,7 +76,7 @@ def evaluation_metrics(ev: dict | None) -> dict:
             m = hd.get(key)
             if not m:
                 continue
-            for k in ("micro_f1", "macro_f1", "macro_f1_required", "macro_f1_headline"):
+            for k in ("micro_f1", "macro_f1", "macro_f1_required", "macro_f1_headline", "accuracy"):
                 if k in m:
                     out[f"{split}.{h}.{k}"] = m[k]
             if split in ("grouped", "time"):
@@ -128,7 +130,7 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
         for h in HEADS:
             hd = report["heads"][h]
             for kind, m in hd.items():
-                if kind == "model":
+                if kind == "model" or not m:
                     continue
                 metrics[f"{h}.{kind}.micro_f1"] = m["micro_f1"]
                 metrics[f"{h}.{kind}.macro_f1"] = m["macro_f1"]
@@ -164,7 +166,10 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
             pip_requirements=["onnxruntime>=1.17", "jieba>=0.42.1", "numpy>=1.26", "pyyaml>=6.0", "pandas", "pypdf>=4.0", "fastapi>=0.110"],
         )
     mv = mlflow.register_model(info.model_uri, MODEL_NAME)
-    old_score = old_report["score"] if old_report else None
+    # Scores over different heads (a champion from before the kind head) do not compare:
+    # the new label contract wins.
+    same_heads = bool(old_report) and set(old_report.get("chosen", {})) == set(report.get("chosen", {}))
+    old_score = old_report["score"] if same_heads else None
     promote = old_score is None or report["score"] >= old_score
     client = mlflow.MlflowClient()
     if promote:
@@ -172,7 +177,7 @@ def log_training(result, st: Settings, bundle_writer, plots_dir: Path, log=print
     verdict = (
         f"registered {MODEL_NAME} v{mv.version}; "
         + (f"champion (score {report['score']:.4f} vs {old_score:.4f} of v{old_version})" if promote and old_score is not None else "")
-        + ("champion (first model)" if old_score is None else "")
+        + (("champion (first model)" if not old_report else "champion (the champion has other heads)") if old_score is None else "")
         + ("" if promote else f"not champion: score {report['score']:.4f} < {old_score:.4f} of v{old_version}")
     )
     log(verdict)

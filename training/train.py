@@ -16,11 +16,12 @@ import numpy as np
 
 from tagger.model.bundle import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
 from tagger.model.features import DEFAULT_USERDICT, Tokenizer, userdict_hash
-from tagger.taxonomy import HEADS, Taxonomy
+from tagger.model.gates import GATE_MODES, RULES_V11, apply_gate
+from tagger.taxonomy import HEADS, KIND, MULTI_HEADS, Taxonomy
 
 from .data import Dataset, document_years, load_dataset
 from .evaluate import CVResult
-from .experiments import CUTOFF_YEAR, FEATURE_SETS, Evaluator, ModelSpec, fit_heads, recency_weights, split_info
+from .experiments import CUTOFF_YEAR, FEATURE_SETS, Evaluator, ModelSpec, fit_heads, named_tax_relief, recency_weights, split_info
 from .export import INPUT_NAME, onnx_probabilities, output_name, parity_report, to_onnx
 from .models import FeatureConfig, fit_vectorizer
 
@@ -44,6 +45,9 @@ class TrainConfig:
     documents_dir: Path | None = None
     variants_report: dict | None = None
     run_variants: bool = False
+    # Kind gates to try per head ("none", "hard", "soft"; tagger.model.gates); the run keeps,
+    # per gated head, the mode with the best time-split macro-F1. Empty: no gates.
+    gate_modes: tuple[str, ...] = GATE_MODES
 
     @property
     def features(self) -> FeatureConfig:
@@ -101,6 +105,7 @@ class Evaluation:
     per_head: dict
     cv: CVResult
     raw_texts: list
+    gates: dict
 
 
 def evaluate(cfg: TrainConfig, log=print) -> Evaluation:
@@ -122,19 +127,47 @@ def evaluate(cfg: TrainConfig, log=print) -> Evaluation:
     log(f"grouped {cfg.n_splits}-fold CV over documents + time split (train <= {CUTOFF_YEAR}: {info['train_documents']} documents, "
         f"test > {CUTOFF_YEAR}: {info['test_documents']} documents), candidates {cfg.candidates}")
     chosen, per_head = {}, {}
-    for h in HEADS:
-        chosen[h], per_head[h] = choose(ev, cfg.feature_set, specs, h)
+    # kind first: the gates of the other heads read its probabilities.
+    chosen[KIND], per_head[KIND] = choose(ev, cfg.feature_set, specs, KIND)
+    ev.kind_spec = chosen[KIND]
+    gates = {}
+    for h in MULTI_HEADS:
+        modes = [m for m in cfg.gate_modes if h in RULES_V11] or ["none"]
+        tried = {}
+        for mode in modes:
+            ev.set_gate(h, mode, RULES_V11.get(h))
+            tried[mode] = choose(ev, cfg.feature_set, specs, h)
+        # The gate mode, like the model, is chosen on the time split (grouped CV breaks ties).
+        def key(m):
+            spec, res = tried[m]
+            return ((res["time"][spec] or res["grouped"][spec])["macro_f1"], res["grouped"][spec]["macro_f1"])
+        best = max(modes, key=key)
+        ev.set_gate(h, best, RULES_V11.get(h))
+        chosen[h], per_head[h] = tried[best]
+        gates[h] = {"chosen": best, "modes": {m: _gate_summary(h, *tried[m]) for m in modes}}
+        summary = ", ".join(f"{m}: time macro-F1 {gates[h]['modes'][m]['time_macro_f1']}" for m in modes)
+        log(f"  {h}: gate {best} ({summary})")
     if cfg.run_variants:
         from .experiments import run_variants
 
         cfg.variants_report = run_variants(ev, log=log)
-    return Evaluation(ds, years, ev, chosen, per_head, _cv_result(ev, cfg.feature_set, specs, chosen, per_head), raw_texts)
+    return Evaluation(ds, years, ev, chosen, per_head, _cv_result(ev, cfg.feature_set, specs, chosen, per_head), raw_texts, gates)
+
+
+def _gate_summary(head: str, spec, res: dict) -> dict:
+    g, t = res["grouped"][spec], res["time"][spec] or {}
+    out = {"model": spec.label(), "grouped_macro_f1": g["macro_f1"], "grouped_micro_f1": g["micro_f1"],
+           "time_macro_f1": t.get("macro_f1"), "time_micro_f1": t.get("micro_f1")}
+    if head == "topic":
+        out.update(grouped_required=g.get("macro_f1_required"), time_required=t.get("macro_f1_required"))
+    return out
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     t0 = time.time()
     e = evaluate(cfg, log)
     ds, years, ev, chosen, per_head, cv, raw_texts = e.dataset, e.years, e.evaluator, e.chosen, e.per_head, e.cv, e.raw_texts
+    gate_spec = dict(ev.gates)
 
     log("final fit on all clauses")
     vec = fit_vectorizer(cfg.features, ds.texts, [(h, l) for h in HEADS for l in ds.taxonomy.labels[h]])
@@ -160,7 +193,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if max(parity["max_abs_diff"].values()) > PARITY_TOL:
         raise RuntimeError(f"ONNX parity failed: {parity}")
 
-    self_test = _self_test(ds, raw_texts, onnx_bytes, cv, cfg.seed)
+    self_test = _self_test(ds, raw_texts, onnx_bytes, cv, cfg.seed, gate_spec)
     created = datetime.now(timezone.utc)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -178,10 +211,12 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                 "thresholds": [float(t) for t in cv.thresholds[cv.chosen[h]][h]],
                 "output": output_name(h),
                 "model": cv.chosen[h],
+                **({"decision": "argmax"} if h == KIND else {}),
+                **({"gate": gate_spec[h]} if h in gate_spec else {}),
             }
             for h in HEADS
         },
-        "evaluation": _evaluation(ev, cfg, chosen, per_head),
+        "evaluation": _evaluation(ev, cfg, chosen, per_head, e.gates),
         "taxonomy_version": ds.taxonomy.version,
         "tokenizer": {
             "engine": "jieba",
@@ -241,7 +276,7 @@ def _cv_result(ev: Evaluator, fset: str, specs: list[ModelSpec], chosen: dict, p
     return res
 
 
-def _evaluation(ev: Evaluator, cfg: TrainConfig, chosen: dict, per_head: dict) -> dict:
+def _evaluation(ev: Evaluator, cfg: TrainConfig, chosen: dict, per_head: dict, gates: dict) -> dict:
     """Honest figures for the model card: grouped CV (cross-fitted thresholds), the time
     split (nested thresholds), the optimistic first-wave protocol, and the word list."""
     kw = ev.keyword()
@@ -251,7 +286,12 @@ def _evaluation(ev: Evaluator, cfg: TrainConfig, chosen: dict, per_head: dict) -
             "time_split": {"cutoff_year": CUTOFF_YEAR, **split_info(ev)},
             "optimistic": "first-wave protocol: thresholds tuned on the same out-of-fold predictions they are scored on",
             "choice": "per head, the best time-split macro-F1 among candidates within 0.01 of the best grouped-CV macro-F1",
+            "kind": "single label: the most probable kind (argmax over one-vs-rest probabilities); scored by accuracy and macro-F1",
+            "gates": "per gated head, the kind gate mode (none / hard / soft, tagger.model.gates) with the best time-split "
+                     "macro-F1; thresholds are tuned on the gated probabilities inside the folds",
         },
+        "gates": gates,
+        "named_tax_relief": named_tax_relief(ev, cfg.feature_set, chosen["measure"]),
         "heads": {},
     }
     for h in HEADS:
@@ -262,8 +302,8 @@ def _evaluation(ev: Evaluator, cfg: TrainConfig, chosen: dict, per_head: dict) -
             "grouped": g,
             "time": t,
             "optimistic_grouped": g["optimistic"],
-            "keyword_grouped": kw["grouped"][h],
-            "keyword_time": kw["time"][h] if kw["time"] else None,
+            "keyword_grouped": kw["grouped"].get(h),
+            "keyword_time": kw["time"].get(h) if kw["time"] else None,
             "candidates": {
                 k.label(): {"grouped_macro_f1": per_head[h]["grouped"][k]["macro_f1"],
                             "time_macro_f1": (per_head[h]["time"][k] or {}).get("macro_f1")}
@@ -278,14 +318,17 @@ def _evaluation(ev: Evaluator, cfg: TrainConfig, chosen: dict, per_head: dict) -
 SELF_TEST_N = 12
 
 
-def _self_test(ds: Dataset, raw_texts: list[str], onnx_bytes: bytes, cv: CVResult, seed: int) -> dict:
+def _self_test(ds: Dataset, raw_texts: list[str], onnx_bytes: bytes, cv: CVResult, seed: int, gates: dict) -> dict:
     """A dozen real clauses (preferring ones with labels on every head) with the scores the
-    exported graph gives them, keyed by label: the runtime re-scores them at load."""
+    exported graph gives them after the bundle's gates, keyed by label: the runtime
+    re-scores them at load."""
     rng = np.random.default_rng(seed)
     rich = [i for i in range(len(ds)) if all(ds.Y[h][i].any() for h in HEADS)]
     pool = rich if len(rich) >= SELF_TEST_N else list(range(len(ds)))
     idx = sorted(rng.choice(pool, size=min(SELF_TEST_N, len(pool)), replace=False).tolist())
-    probs = onnx_probabilities(onnx_bytes, [ds.texts[i] for i in idx], HEADS)
+    raw = onnx_probabilities(onnx_bytes, [ds.texts[i] for i in idx], HEADS)
+    labels = ds.taxonomy.labels
+    probs = {h: apply_gate(raw[h], raw[g["by"]], labels[g["by"]], labels[h], g) if (g := gates.get(h)) else raw[h] for h in HEADS}
     return {
         "texts": [raw_texts[i] for i in idx],
         "scores": {h: [dict(zip(ds.taxonomy.labels[h], np.round(probs[h][k].astype(np.float64), 6).tolist())) for k in range(len(idx))] for h in HEADS},

@@ -1,7 +1,7 @@
 """Labeled clauses (labels/clauses.jsonl): validation against taxonomy and segmentation, stats.
 
-A record: ``id doc section text topic measure industry source updated``. A missing head
-means "not yet labeled"; an empty list means "none of this head". ``source`` says who
+A record: ``id doc section text topic measure industry kind source updated``. A missing head
+means "not yet labeled"; an empty list means "none of this head"; ``kind`` is one id (a string). ``source`` says who
 decided (``annotator:pass1``, ``annotator:adjudicated`` …): reviewed and proposed labels
 never mix silently.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..ingest.corpus import segment_paths
 from ..jsonio import read_jsonl
-from ..taxonomy import HEADS, Taxonomy
+from ..taxonomy import HEADS, SINGLE_HEADS, Taxonomy, as_labels
 
 __all__ = ["ValidationReport", "validate_labels", "label_stats", "REQUIRED_FIELDS"]
 
@@ -57,9 +57,10 @@ def validate_labels(labels_file: Path, taxonomy: Taxonomy, documents: Path | Non
             val = rec.get(head)
             if val is None:
                 continue
-            if not isinstance(val, list):
-                rep.add(f"{where}: {head} must be a list")
+            if as_labels(head, val) is None:
+                rep.add(f"{where}: {head} must be " + ("one id (a string)" if head in SINGLE_HEADS else "a list"))
                 continue
+            val = as_labels(head, val)
             bad = taxonomy.validate(head, val)
             if bad:
                 rep.add(f"{where}: unknown {head} id(s) {bad}")
@@ -90,6 +91,7 @@ def validate_labels(labels_file: Path, taxonomy: Taxonomy, documents: Path | Non
 def label_stats(labels_file: Path, taxonomy: Taxonomy) -> dict:
     per_label = {h: Counter() for h in HEADS}
     none_of = Counter()
+    unlabeled = Counter()  # head -> records without it (not yet labeled)
     per_doc: dict[str, Counter] = defaultdict(Counter)
     cooc = Counter()
     sources = Counter()
@@ -99,17 +101,24 @@ def label_stats(labels_file: Path, taxonomy: Taxonomy) -> dict:
         sources[rec.get("source", "?")] += 1
         per_doc[rec["doc"]]["clauses"] += 1
         for head in HEADS:
-            vals = rec.get(head) or []
+            vals = as_labels(head, rec.get(head))
+            if vals is None:
+                unlabeled[head] += 1
+                per_doc[rec["doc"]][f"unlabeled_{head}"] += 1
+                vals = []
             per_label[head].update(vals)
             if not vals:
                 none_of[head] += 1
             per_doc[rec["doc"]][head] += len(vals)
         for a, b in combinations(sorted(rec.get("measure") or []), 2):
             cooc[(a, b)] += 1
+    complete = [d for d, c in per_doc.items() if not any(c[f"unlabeled_{h}"] for h in HEADS)]
     return {
         "clauses": n,
         "labels": {h: {l: per_label[h][l] for l in taxonomy.labels[h]} for h in HEADS},
-        "none": dict(none_of),
+        "none": {h: none_of[h] for h in HEADS if h not in SINGLE_HEADS},
+        "unlabeled": {h: unlabeled[h] for h in HEADS},
+        "documents_labeled_on_all_heads": f"{len(complete)} of {len(per_doc)}",
         "documents": {d: dict(c) for d, c in sorted(per_doc.items())},
         "measure_cooccurrence": {f"{a}+{b}": k for (a, b), k in cooc.most_common()},
         "sources": dict(sources),

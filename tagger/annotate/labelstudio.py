@@ -1,6 +1,7 @@
 """Label Studio round-trip: tasks with pre-annotations out, annotators' export back in.
 
-Out: a labeling config (three multi-choice groups from labels/taxonomy.yaml, choices
+Out: a labeling config (multi-choice groups for topic, measure and industry and a
+single-choice group for kind, from labels/taxonomy.yaml, choices
 shown in Chinese, results carrying the label ids through ``alias``) and tasks in Label
 Studio's JSON import format, each with the model's ``predictions`` (``model_version``,
 ``score``) and, in ``data``, a hash of the clause's labels at export time.
@@ -23,25 +24,34 @@ from xml.sax.saxutils import quoteattr
 
 from ..errors import InvalidInput
 from ..jsonio import atomic_writer, dumps, read_jsonl
-from ..taxonomy import HEADS, Taxonomy
+from ..taxonomy import HEADS, MULTI_HEADS, SINGLE_HEADS, Taxonomy, as_labels, from_labels
 
 __all__ = ["labeling_config", "make_tasks", "parse_export", "apply_import", "labels_hash", "ImportReport", "Annotation"]
 
 TO_NAME = "text"
-HEAD_TITLES = {"topic": "主题 topic", "measure": "支持措施 measure", "industry": "产业 industry"}
+HEAD_TITLES = {"topic": "主题 topic", "measure": "支持措施 measure", "industry": "产业 industry", "kind": "条款类型 kind (one)"}
+
+
+def _current(rec: dict) -> dict[str, list[str]]:
+    return {h: sorted(as_labels(h, rec.get(h)) or []) for h in HEADS}
 
 
 def labels_hash(rec: dict | None) -> str:
-    if not rec or not all(isinstance(rec.get(h), list) for h in HEADS):
+    """Fingerprint of a record's labels at export time. The multi-label heads make the
+    hash tasks were exported with before the kind head existed; a record's kind, once it
+    has one, is appended, so adding or changing it also counts as a change since export."""
+    if not rec or not all(as_labels(h, rec.get(h)) is not None for h in MULTI_HEADS):
         return ""
-    return hashlib.sha1(json.dumps([sorted(rec[h]) for h in HEADS], ensure_ascii=False).encode()).hexdigest()[:16]
+    parts = [sorted(rec[h]) for h in MULTI_HEADS] + [as_labels(h, rec.get(h)) for h in SINGLE_HEADS if rec.get(h) is not None]
+    return hashlib.sha1(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 def labeling_config(tax: Taxonomy) -> str:
     lines = ["<View>", f'  <Text name="{TO_NAME}" value="$text"/>', '  <Header value="$section" size="6"/>']
     for h in HEADS:
         lines.append(f"  <Header value={quoteattr(HEAD_TITLES[h])}/>")
-        lines.append(f'  <Choices name="{h}" toName="{TO_NAME}" choice="multiple" showInline="true">')
+        choice = "single-radio" if h in SINGLE_HEADS else "multiple"
+        lines.append(f'  <Choices name="{h}" toName="{TO_NAME}" choice="{choice}" showInline="true">')
         for lab in tax.labels[h]:
             # value is what the annotator sees; alias is what the export carries: the id.
             lines.append(f"    <Choice value={quoteattr(f'{tax.names[h][lab]} {lab}')} alias={quoteattr(lab)}/>")
@@ -66,8 +76,8 @@ def make_tasks(records: list[dict], predictions: list | None, model_version: str
             "labels_sha": labels_hash(rec),
         }
         for h in HEADS:
-            if isinstance(rec.get(h), list):
-                data[f"current_{h}"] = ", ".join(rec[h])
+            if (cur := as_labels(h, rec.get(h))) is not None:
+                data[f"current_{h}"] = ", ".join(cur)
         task = {"data": data}
         if predictions is not None:
             p = predictions[i]
@@ -143,6 +153,9 @@ def parse_export(raw, tax: Taxonomy) -> tuple[list[Annotation], int]:
             if bad:
                 raise InvalidInput(name, f"unknown {head} label id(s) {bad}")
             labels[head] = sorted(set(labels[head]) | set(choices))
+        for head in SINGLE_HEADS:
+            if len(labels[head]) > 1:
+                raise InvalidInput(name, f"'{head}' takes one choice, got {labels[head]}")
         out.append(
             Annotation(
                 task=name,
@@ -175,7 +188,9 @@ def apply_import(labels_file: Path, audit_file: Path, annotations: list[Annotati
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for a in annotations:
         rec = records[by_id[a.clause_id]]
-        current = {h: sorted(rec.get(h) or []) for h in HEADS}
+        current = _current(rec)
+        # A single-label head left without a choice keeps its current label (no "none" kind).
+        a.labels = {h: (a.labels[h] or current[h] if h in SINGLE_HEADS else a.labels[h]) for h in HEADS}
         if current == a.labels:
             rep.unchanged.append(a.clause_id)
             continue
@@ -192,7 +207,7 @@ def apply_import(labels_file: Path, audit_file: Path, annotations: list[Annotati
                 "new": a.labels,
             }
         )
-        rec.update(a.labels)
+        rec.update({h: from_labels(h, a.labels[h]) for h in HEADS if not (h in SINGLE_HEADS and not a.labels[h])})
         rec["source"] = f"annotator:label-studio:{a.by}"
         rec["updated"] = a.at[:10]
         rep.updated.append(a.clause_id)

@@ -112,16 +112,18 @@ def cmd_labels_stats(args: argparse.Namespace) -> int:
         print(json.dumps(stats, ensure_ascii=False, indent=1))
         return EXIT_OK
     print(f"{stats['clauses']} labeled clauses; sources: {stats['sources']}")
+    print(f"documents labeled on all {len(stats['labels'])} heads: {stats['documents_labeled_on_all_heads']}; "
+          f"records not yet labeled per head: {stats['unlabeled']}")
     for head, counts in stats["labels"].items():
-        print(f"\n[{head}]  (no {head}: {stats['none'].get(head, 0)})")
+        print(f"\n[{head}]" + (f"  (no {head}: {stats['none'][head]})" if head in stats["none"] else "  (one per clause)"))
         for lab, n in counts.items():
             print(f"  {lab:<18} {tax.names[head][lab]:<12} {n:>5}")
     print("\n[measure co-occurrence]")
     for pair, n in list(stats["measure_cooccurrence"].items())[:15]:
         print(f"  {pair:<36} {n:>5}")
-    print("\n[per document]  clauses / topic / measure / industry labels")
+    print("\n[per document]  clauses / topic / measure / industry labels / clauses with a kind")
     for doc, c in stats["documents"].items():
-        print(f"  {doc:<48} {c.get('clauses', 0):>4} {c.get('topic', 0):>5} {c.get('measure', 0):>5} {c.get('industry', 0):>5}")
+        print(f"  {doc:<48} {c.get('clauses', 0):>4} {c.get('topic', 0):>5} {c.get('measure', 0):>5} {c.get('industry', 0):>5} {c.get('kind', 0):>5}")
     return EXIT_OK
 
 
@@ -349,7 +351,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each web worker has its own process pool for large documents: share the budget
         # instead of multiplying it (memory is one bundle copy per pool process).
         st = dataclasses.replace(st, work_processes=max(1, st.work_process_count // workers) if st.work_process_count else 0)
-    return run_server(lambda: create_app(st, tagger=tagger), args.host or st.host, st.port if args.port is None else args.port,
+    host = args.host or st.host
+    if st.allow_anonymous_writes and not st.api_keys:
+        import ipaddress
+
+        from ..api.security import is_loopback
+
+        # The rule itself checks the bound socket at every write (tagger.api.security); this
+        # only says at start-up that the opt-in does nothing here (a host name: known once bound).
+        try:
+            literal = ipaddress.ip_address(host.strip("[]")) is not None
+        except ValueError:
+            literal = False
+        if (literal and not is_loopback(host)) or not is_loopback(st.host):
+            _err(f"TAGGER_ALLOW_ANONYMOUS_WRITES=1 has no effect with host {host!r} (TAGGER_HOST {st.host!r}): anonymous writes "
+                 "need loopback addresses only; writes are refused until TAGGER_API_KEYS is set")
+    return run_server(lambda: create_app(st, tagger=tagger), host, st.port if args.port is None else args.port,
                       workers=workers, log_level=args.log_level)
 
 

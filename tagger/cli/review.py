@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..jsonio import atomic_writer, dumps, read_jsonl, write_jsonl
-from ..taxonomy import HEADS
+from ..taxonomy import HEADS, SINGLE_HEADS, as_labels
 
 __all__ = ["add_review", "add_labels_io"]
 
@@ -91,6 +91,12 @@ def cmd_uncertain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proposed(head: str, labels: list[str], p, th):
+    if head in SINGLE_HEADS:  # one label: the most probable
+        return labels[int(np.argmax(p))]
+    return [l for l, q, t in zip(labels, p, th) if q >= t]
+
+
 def cmd_suspects(args: argparse.Namespace) -> int:
     from ..annotate.review import find_label_issues
     from ..config import get_settings
@@ -113,7 +119,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     row = {i: k for k, i in enumerate(oof["ids"])}
     sel = [row[i] for i in ids]
     labels = {h: oof["heads"][h]["labels"] for h in HEADS}
-    Y = {h: np.array([[1 if l in (records[i].get(h) or []) else 0 for l in labels[h]] for i in ids]) for h in HEADS}
+    Y = {h: np.array([[1 if l in (as_labels(h, records[i].get(h)) or []) else 0 for l in labels[h]] for i in ids]) for h in HEADS}
     P = {h: np.asarray(oof["probs"][h])[sel] for h in HEADS}
     th = {h: np.asarray(oof["heads"][h]["thresholds"]) for h in HEADS}
     all_labels, all_P, all_th = labels, P, th
@@ -147,8 +153,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
                 "text": rec["text"],
                 "score": round(s.score, 4),
                 "issues": s.issues,
-                "current": {h: rec.get(h) or [] for h in HEADS},
-                "proposed": {h: [l for l, p, t in zip(all_labels[h], all_P[h][k], all_th[h]) if p >= t] for h in HEADS},
+                "current": {h: rec.get(h) or ([] if h not in SINGLE_HEADS else None) for h in HEADS},
+                "proposed": {h: _proposed(h, all_labels[h], all_P[h][k], all_th[h]) for h in HEADS},
                 "probabilities": {h: {l: round(float(p), 4) for l, p in zip(all_labels[h], all_P[h][k])} for h in HEADS},
                 "source": rec.get("source", ""),
             }

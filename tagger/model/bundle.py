@@ -51,6 +51,12 @@ class Manifest:
     def output(self, head: str) -> str:
         return self.heads[head]["output"]
 
+    def gate(self, head: str) -> dict | None:
+        """``{"by": "kind", "mode": "hard" | "soft", "allowed": {kind: [labels]}}`` or None
+        (:mod:`tagger.model.gates`)."""
+        g = self.heads[head].get("gate")
+        return g if g and g.get("mode", "none") != "none" else None
+
     @property
     def input_name(self) -> str:
         return self.raw["input"]["name"]
@@ -96,7 +102,22 @@ def read_manifest(folder: Path) -> Manifest:
             raise InvalidBundle(str(folder), f"head '{head}': thresholds must be numbers in [0, 1]")
         if not isinstance(spec.get("output"), str):
             raise InvalidBundle(str(folder), f"head '{head}': no ONNX output name")
+        _check_gate(folder, raw["heads"], head)
     st = raw.get("self_test")
     if st is not None and not (isinstance(st, dict) and isinstance(st.get("texts"), list) and isinstance(st.get("scores"), dict)):
         raise InvalidBundle(str(folder), "manifest self_test must hold 'texts' and 'scores'")
     return Manifest(raw=raw, path=folder)
+
+
+def _check_gate(folder: Path, heads: dict, head: str) -> None:
+    gate = heads[head].get("gate")
+    if gate is None:
+        return
+    from .gates import GATE_MODES
+
+    by = gate.get("by") if isinstance(gate, dict) else None
+    if not isinstance(heads.get(by), dict) or not isinstance(heads[by].get("labels"), list) or not isinstance(gate.get("allowed"), dict) or gate.get("mode") not in GATE_MODES:
+        raise InvalidBundle(str(folder), f"head '{head}': gate must name a head ('by'), a mode {GATE_MODES} and 'allowed'")
+    for kind, labs in gate["allowed"].items():
+        if kind not in heads[by]["labels"] or not isinstance(labs, list) or any(l not in heads[head]["labels"] for l in labs):
+            raise InvalidBundle(str(folder), f"head '{head}': gate rule for '{kind}' names labels the bundle does not have")

@@ -15,15 +15,17 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InvalidBundle
-from ..taxonomy import HEADS
+from ..taxonomy import HEADS, SINGLE_HEADS
 from .bundle import MODEL_FILE, USERDICT_FILE, Manifest, read_manifest
 from .features import Tokenizer, userdict_hash
+from .gates import apply_gate
 
 __all__ = ["Tagger", "Prediction", "resolve_bundle_dir", "load_tagger"]
 
 
 @dataclass
 class Prediction:
+    # head -> label ids; a single-label head (kind) holds exactly one id
     labels: dict[str, list[str]]
     scores: dict[str, dict[str, float]]
 
@@ -48,6 +50,9 @@ class Tagger:
         self._labels = {h: self.manifest.labels(h) for h in HEADS}
         self._th = {h: np.asarray(self.manifest.thresholds(h), dtype=np.float32) for h in HEADS}
         self._outputs = [self.manifest.output(h) for h in HEADS]
+        # Gates (tagger.model.gates) apply to the graph's outputs on every path, so the
+        # sparse path, the graph and evidence all see the same final probabilities.
+        self._gates = {h: g for h in HEADS if (g := self.manifest.gate(h))}
         self.sparse = None
         self.serving = self._choose_serving(serving or os.environ.get("TAGGER_SERVING", "auto"))
         if self.serving == "onnx":
@@ -169,11 +174,25 @@ class Tagger:
             for h in HEADS:
                 if out[h].shape != (len(token_texts), len(self._labels[h])):
                     raise InvalidBundle(str(self.folder), f"head '{h}': sparse path returned shape {out[h].shape}")
-            return out
+            return self.gated(out)
         return self.onnx_probabilities_tokens(token_texts)
 
+    def gated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The bundle's kind gates applied to raw head outputs (a new dict; ``raw`` is kept)."""
+        if not self._gates:
+            return raw
+        out = dict(raw)
+        for h, g in self._gates.items():
+            by = g["by"]
+            out[h] = apply_gate(raw[h], raw[by], self._labels[by], self._labels[h], g)
+        return out
+
     def onnx_probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """The ONNX graph itself, whatever the serving path (parity checks)."""
+        """The ONNX graph itself (with the bundle's gates), whatever the serving path (parity checks)."""
+        return self.gated(self.onnx_raw_tokens(token_texts))
+
+    def onnx_raw_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The ONNX graph's outputs as they are, before gates."""
         if not token_texts:
             return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
         parts = []
@@ -195,7 +214,14 @@ class Tagger:
         cols = {}
         for h in HEADS:
             p = probs[h]
-            cols[h] = (self._labels[h], (p >= self._th[h]).tolist(), np.round(p.astype(np.float64), 6).tolist())
+            if h in SINGLE_HEADS:
+                # exactly one label: the most probable (thresholds do not apply)
+                mask = np.zeros(p.shape, dtype=bool)
+                if len(p):
+                    mask[np.arange(len(p)), np.argmax(p, axis=1)] = True
+            else:
+                mask = p >= self._th[h]
+            cols[h] = (self._labels[h], mask.tolist(), np.round(p.astype(np.float64), 6).tolist())
         preds = []
         for i in range(n):
             labels, scores = {}, {}

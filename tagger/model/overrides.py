@@ -43,7 +43,7 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from ..errors import TaggerError
-from ..taxonomy import HEADS
+from ..taxonomy import HEADS, MULTI_HEADS
 
 __all__ = [
     "Rule",
@@ -167,8 +167,9 @@ def _rule(raw, n: int, labels: Mapping[str, Sequence[str]], path) -> Rule:
     if unknown:
         raise _fail(path, f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
     head = raw.get("head")
-    if head not in HEADS:
-        raise _fail(path, f"{where}: 'head' must be one of {', '.join(HEADS)} (got {head!r})")
+    # kind is single-label: a rule that adds or removes one would leave a clause with none or two.
+    if head not in MULTI_HEADS:
+        raise _fail(path, f"{where}: 'head' must be one of {', '.join(MULTI_HEADS)} (got {head!r})")
     if ("add" in raw) == ("remove" in raw):
         raise _fail(path, f"{where}: give exactly one of 'add' or 'remove'")
     action = "add" if "add" in raw else "remove"

@@ -45,7 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..ingest.documents import Document
-from ..taxonomy import HEADS
+from ..taxonomy import HEADS, MULTI_HEADS, as_labels
 from .facts import AMOUNT_KINDS, extract_facts
 
 __all__ = ["Store", "ClauseQuery", "IngestResult", "engine_url", "ingest_documents", "add_missing_columns"]
@@ -79,6 +79,9 @@ clauses = Table(
     Column("topic", JSON, nullable=False),
     Column("measure", JSON, nullable=False),
     Column("industry", JSON, nullable=False),
+    # The kind head's one id (rules v1.1); nullable so that add_missing_columns can add it to
+    # an older database (rows stored before it stay NULL until re-tagged by a new model).
+    Column("kind", String(20), nullable=True, index=True),
     Column("scores", JSON, nullable=False),
     Column("model", String(100), nullable=False),
     Column("amount_wan", Float, nullable=True, index=True),
@@ -358,7 +361,7 @@ class Store:
                     {"clause_id": rec["id"], "head": h, "label": lab, "score": float(rec["scores"][h][lab])}
                     for rec in tagged
                     for h in HEADS
-                    for lab in rec[h]
+                    for lab in (as_labels(h, rec.get(h)) or [])
                 ]
                 if tags:
                     conn.execute(insert(clause_tags), tags)
@@ -367,14 +370,16 @@ class Store:
     @staticmethod
     def _clause_row(doc_id: str, position: int, rec: dict, now) -> dict:
         f = extract_facts(rec["text"])
-        top = max((rec["scores"][h][l] for h in HEADS for l in rec[h]), default=0.0)
+        # kind is on every clause: the top score is over the tags an analyst filters for.
+        top = max((rec["scores"][h][l] for h in MULTI_HEADS for l in rec[h]), default=0.0)
         return {
             "id": rec["id"],
             "doc": doc_id,
             "position": position,
             "section": rec.get("section", ""),
             "text": rec["text"],
-            **{h: list(rec[h]) for h in HEADS},
+            **{h: list(rec[h]) for h in MULTI_HEADS},
+            "kind": rec.get("kind"),
             "scores": rec["scores"],
             "model": rec["model"],
             "amount_wan": f.amount_wan,

@@ -19,7 +19,7 @@ def _write(tmp_path, records):
 
 
 def _rec(i, **kw):
-    base = {"id": f"d-{i}", "doc": "d", "section": "", "text": f"第{i}条", "topic": [], "measure": [], "industry": [], "source": "annotator:pass1"}
+    base = {"id": f"d-{i}", "doc": "d", "section": "", "text": f"第{i}条", "topic": [], "measure": [], "industry": [], "kind": "provision", "source": "annotator:pass1"}
     base.update(kw)
     return base
 
@@ -34,6 +34,9 @@ def test_validate_names_offending_records(tmp_path):
             {k: v for k, v in _rec(3).items() if k != "source"},
             _rec(4, source="rules:proposal"),  # unreviewed proposal
             _rec(5, topic="talent"),
+            _rec(6, kind=["title"]),  # kind is one id, not a list
+            _rec(7, kind="headline"),
+            {k: v for k, v in _rec(8).items() if k != "kind"},
         ],
     )
     rep = validate_labels(p, TAX, documents=None)
@@ -44,6 +47,9 @@ def test_validate_names_offending_records(tmp_path):
     assert "(d-3): missing field(s) source" in msgs
     assert "rules:proposal" in msgs
     assert "(d-5): topic must be a list" in msgs
+    assert "(d-6): kind must be one id (a string)" in msgs
+    assert "(d-7): unknown kind id(s) ['headline']" in msgs
+    assert "(d-8): missing field(s) kind" in msgs
 
 
 def test_validate_against_segmentation(tmp_path):
@@ -68,6 +74,10 @@ def test_stats_counts(tmp_path):
     assert s["labels"]["measure"]["grant"] == 2 and s["labels"]["measure"]["rent_subsidy"] == 0
     assert s["measure_cooccurrence"] == {"grant+tax_relief": 1}
     assert s["documents"]["d"]["clauses"] == 2
+    assert s["labels"]["kind"]["provision"] == 2 and s["documents_labeled_on_all_heads"] == "1 of 1"
+    p = _write(tmp_path, [_rec(1), {k: v for k, v in _rec(2, doc="e").items() if k != "kind"}])
+    s = label_stats(p, TAX)
+    assert s["unlabeled"]["kind"] == 1 and s["documents_labeled_on_all_heads"] == "1 of 2"
 
 
 @pytest.mark.slow
@@ -82,3 +92,6 @@ def test_committed_labels_validate_and_meet_counts():
         for lab, n in counts.items():
             assert n >= 15, (head, lab, n)
     assert all(s.startswith("annotator:") for s in stats["sources"])
+    # rules v1.1 (#18): every document labeled on all four heads, housing reachable
+    assert stats["unlabeled"] == {"topic": 0, "measure": 0, "industry": 0, "kind": 0}
+    assert stats["labels"]["measure"]["housing"] >= 25

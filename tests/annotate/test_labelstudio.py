@@ -23,12 +23,12 @@ def labels(tmp_path):
     return p
 
 
-def test_config_has_three_multichoice_groups_with_id_aliases():
+def test_config_has_multichoice_groups_a_single_kind_and_id_aliases():
     root = ElementTree.fromstring(labeling_config(TAX))
     groups = {c.get("name"): c for c in root.iter("Choices")}
-    assert set(groups) == {"topic", "measure", "industry"}
+    assert set(groups) == {"topic", "measure", "industry", "kind"}
     for head, c in groups.items():
-        assert c.get("choice") == "multiple" and c.get("toName") == "text"
+        assert c.get("choice") == ("single-radio" if head == "kind" else "multiple") and c.get("toName") == "text"
         assert [x.get("alias") for x in c.iter("Choice")] == list(TAX.labels[head])
     assert "租金/场地补贴 rent_subsidy" in [x.get("value") for x in groups["measure"].iter("Choice")]
 
@@ -124,6 +124,32 @@ def test_malformed_export_is_rejected_whole(tmp_path, labels, breakage, needle):
     r = run_cli("labels", "import", str(f), "--labels", str(labels))
     assert r.returncode == 1 and needle in r.stderr
     assert labels.read_bytes() == before and not (tmp_path / "audit.jsonl").exists()
+
+
+def test_kind_round_trip(tmp_path, labels):
+    """kind is exported as a single choice with the model's prediction, imported as one id;
+    a task without a kind choice keeps the current kind, two kinds are refused."""
+    tasks = _export(tmp_path, labels)
+    pred = tasks[0]["predictions"][0]["result"]
+    kinds = [r["value"]["choices"] for r in pred if r["from_name"] == "kind"]
+    assert len(kinds) == 1 and len(kinds[0]) == 1 and kinds[0][0] in TAX.labels["kind"]
+    assert tasks[0]["data"]["current_kind"] in TAX.labels["kind"]
+    before = {json.loads(l)["id"]: json.loads(l) for l in labels.read_text(encoding="utf-8").splitlines()}
+    ls = _annotate(tasks, {0: {"topic": [], "measure": [], "industry": [], "kind": ["title"]},
+                           1: {"topic": ["talent"], "measure": [], "industry": []}})
+    f = tmp_path / "kind.json"
+    f.write_text(json.dumps(ls, ensure_ascii=False), encoding="utf-8")
+    r = run_cli("labels", "import", str(f), "--labels", str(labels))
+    assert r.returncode == 0, r.stderr
+    after = {json.loads(l)["id"]: json.loads(l) for l in labels.read_text(encoding="utf-8").splitlines()}
+    c0, c1 = tasks[0]["data"]["clause_id"], tasks[1]["data"]["clause_id"]
+    assert after[c0]["kind"] == "title" and after[c0]["topic"] == []
+    assert after[c1]["kind"] == before[c1]["kind"] and after[c1]["topic"] == ["talent"]
+    assert run_cli("labels", "validate", "--file", str(labels), "--no-segmentation").returncode == 0
+    ls[0]["annotations"][0]["result"] = [{"from_name": "kind", "to_name": "text", "type": "choices", "value": {"choices": ["title", "target"]}}]
+    f.write_text(json.dumps(ls, ensure_ascii=False), encoding="utf-8")
+    r = run_cli("labels", "import", str(f), "--labels", str(labels))
+    assert r.returncode == 1 and "'kind' takes one choice" in r.stderr
 
 
 def test_not_json_or_not_a_list(tmp_path, labels):

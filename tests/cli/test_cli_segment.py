@@ -11,7 +11,7 @@ def test_segment_whole_corpus_glob(tmp_path):
     r = run_cli("segment", *paths, "-o", str(out))
     assert r.returncode == 0, r.stderr
     recs = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
-    assert len({r["doc"] for r in recs}) == 306
+    assert len({r["doc"] for r in recs}) == 311
     assert set(recs[0]) == {"id", "doc", "section", "text", "start", "end"}
     # Chinese is written unescaped
     assert "\\u" not in out.read_text(encoding="utf-8")[:2000]

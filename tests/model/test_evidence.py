@@ -21,7 +21,7 @@ from tagger.model.inference import Tagger
 from tagger.model.overrides import NO_OVERRIDES
 from tagger.store.db import ClauseQuery, Store
 from tagger.tagging import tag_clauses
-from tagger.taxonomy import HEADS
+from tagger.taxonomy import MULTI_HEADS as HEADS  # evidence covers the tag heads, not kind
 
 from ..conftest import DOCS, ROOT, run_cli, serve
 

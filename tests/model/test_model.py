@@ -43,6 +43,29 @@ def test_predicts_obvious_clauses(tagger):
     assert "tax_relief" in preds[1].labels["measure"]
     assert "robotics" in preds[2].labels["industry"]
     assert set(preds[0].scores["measure"]) == set(tagger.manifest.labels("measure"))
+    assert all(len(p.labels["kind"]) == 1 for p in preds) and preds[0].labels["kind"] == ["provision"]
+
+
+def test_kind_is_one_label_and_gates_topic(tagger):
+    """Rules v1.1: a principle or a title carries no topic, a target with a count keeps it,
+    however loudly the slogans name topics."""
+    texts = [
+        "坚持场景牵引、创新驱动、人才为本、开放合作的原则，推动人工智能与实体经济深度融合。",
+        "关于印发《某市促进人工智能产业发展若干措施》的通知",
+        "到2025年，全市人工智能核心产业规模突破1000亿元，建成10个以上国家级创新平台。",
+        "由市财政局按规定拨付补助资金，市经信局负责监督检查。",
+    ]
+    preds = tagger.predict(texts)
+    kinds = [p.labels["kind"] for p in preds]
+    assert kinds == [["principle"], ["title"], ["target"], ["procedure"]], kinds
+    assert preds[0].labels["topic"] == [] and preds[1].labels["topic"] == []
+    assert set(preds[3].labels["topic"]) <= {"governance"}
+    gate = tagger.manifest.gate("topic")
+    assert gate is not None and gate["by"] == "kind" and gate["mode"] in ("hard", "soft")
+    # the reported score is the gated one: a label is assigned exactly when its score clears the threshold
+    for p in preds:
+        for lab, th in zip(tagger.manifest.labels("topic"), tagger.manifest.thresholds("topic")):
+            assert (lab in p.labels["topic"]) == (p.scores["topic"][lab] >= th - 1e-6)
 
 
 def test_serving_imports_no_training_libraries():
@@ -69,6 +92,8 @@ def test_serving_imports_no_training_libraries():
         ),
         (lambda d: _edit(d, lambda m: m["heads"]["topic"].update(output="nope")), "ONNX output 'nope' not in graph"),
         (lambda d: (d / "userdict.txt").write_text("篡改 1\n", encoding="utf-8"), "does not match the hash"),
+        (lambda d: _edit(d, lambda m: m["heads"]["topic"]["gate"]["allowed"].update(nonsense=[])), "gate rule for 'nonsense'"),
+        (lambda d: _edit(d, lambda m: m["heads"]["topic"]["gate"].update(mode="sometimes")), "gate must name a head"),
     ],
 )
 def test_corrupt_bundle_refuses_to_load(tmp_path, break_it, reason):

@@ -29,7 +29,7 @@ def fitted():
     X = vec.transform(texts)
     # Every model kind is covered: NB-weighted logreg (ratio folded into the coefficients),
     # an average of two models inside the graph, and LightGBM alone.
-    kinds = {"topic": ["nb_logreg"], "measure": ["logreg", "lgbm"], "industry": ["lgbm"]}
+    kinds = {"topic": ["nb_logreg"], "measure": ["logreg", "lgbm"], "industry": ["lgbm"], "kind": ["logreg", "lgbm"]}
     heads = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

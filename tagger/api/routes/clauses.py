@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Labels = Annotated[list[str] | None, Query()]
 MAX_LIST_VALUES = 200
 EXPORT_FIELDS = [
-    "id", "doc", "doc_title", "region", "year", "section", "text", "topic", "measure", "industry",
+    "id", "doc", "doc_title", "region", "year", "section", "text", "topic", "measure", "industry", "kind",
     "amount_wan", "amount_kind", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries", "top_score", "model",
 ]
 
@@ -45,6 +45,8 @@ def clause_query(
     topic_all: Labels = None,
     measure_all: Labels = None,
     industry_all: Labels = None,
+    # kind is single-label: any of the given kinds (?kind=target&kind=provision)
+    kind: Labels = None,
     region: Labels = None,
     doc: Labels = None,
     year_from: Year = None,
@@ -61,7 +63,7 @@ def clause_query(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ClauseQuery:
     lists = {"topic": topic, "measure": measure, "industry": industry, "topic_all": topic_all, "measure_all": measure_all,
-             "industry_all": industry_all, "region": region, "doc": doc}
+             "industry_all": industry_all, "kind": kind, "region": region, "doc": doc}
     for name, values in lists.items():
         # SQLite refuses expression trees past ~1,000 terms; no real filter needs 200.
         n = len(_split(values))
@@ -74,7 +76,7 @@ def clause_query(
     if q is not None:
         check_strings(q, "q")
     return ClauseQuery(
-        any_of={"topic": _split(topic), "measure": _split(measure), "industry": _split(industry)},
+        any_of={"topic": _split(topic), "measure": _split(measure), "industry": _split(industry), "kind": _split(kind)},
         all_of={"topic": _split(topic_all), "measure": _split(measure_all), "industry": _split(industry_all)},
         regions=_split(region),
         docs=_split(doc),
@@ -107,7 +109,7 @@ MAX_YEAR_SPAN = 60
 
 
 @router.get("/clauses/years")
-def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measure", "industry"] = "measure") -> dict:
+def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measure", "industry", "kind"] = "measure") -> dict:
     """Matching clauses per year and per ``head`` label (the page's year chart); same filters as
     /v1/clauses, paging and sort ignored. ``series[i].counts[j]`` is the number of matching
     clauses of year ``years[j]`` tagged ``series[i].label``; ``clauses[j]`` the number of
