@@ -98,6 +98,11 @@ def validate_clause(rec: dict, where: str) -> dict:
         raise InvalidInput(where, "record needs a non-empty 'id'")
     if not isinstance(rec.get("text"), str):
         raise InvalidInput(where, "record needs a string 'text'")
+    from .ingest.textnorm import is_blank
+
+    if is_blank(rec["text"]):
+        # The API's rule too (tagger.api.schemas): nothing to tag is a bad record, not a record.
+        raise InvalidInput(where, "record 'text' is empty (only white space, control or invisible characters)")
     rec = dict(rec)
     rec["id"] = str(rec["id"])
     return rec

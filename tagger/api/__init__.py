@@ -91,8 +91,10 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
         return JSONResponse(status_code=422, content={"error": type(exc).__name__, "message": str(exc)})
 
     app.include_router(health.router)
-    # Reads are open unless TAGGER_REQUIRE_KEY_FOR_READS=1; health and metrics stay open for probes.
+    # Reads are open unless TAGGER_REQUIRE_KEY_FOR_READS=1, which covers every /v1/ route but
+    # /v1/health (readiness and the model manifest too); /v1/health and /metrics stay open for probes.
     guarded = [Depends(require_read)]
+    app.include_router(health.status_router, dependencies=guarded)
     app.include_router(tag.router, dependencies=guarded)
     app.include_router(documents.router, dependencies=guarded)
     app.include_router(documents_view.router, dependencies=guarded)

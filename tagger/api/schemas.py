@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import InvalidInput
+from ..ingest.textnorm import is_blank
 
 __all__ = ["ClauseIn", "TagRequest", "TagResponse", "DocumentIn", "check_strings", "MAX_JSON_DEPTH"]
 
@@ -32,8 +33,10 @@ def check_strings(obj, where: str = "body", depth: int = 0) -> None:
 
 
 def _not_blank(v: str) -> str:
-    if not v.strip():
-        raise ValueError("text is empty or only white space")
+    # One rule with `tagger tag` (tagger.tagging.validate_clause): "\u200b", "\ufeff" or
+    # "\u0000" alone are as empty as "".
+    if is_blank(v):
+        raise ValueError("text is empty (only white space, control or invisible characters)")
     return v
 
 

@@ -10,7 +10,8 @@
   under any other launcher (uvicorn in a thread, ``uvicorn --factory``) the app reads its
   process's listening TCP sockets from ``/proc``. Addresses that cannot be found out
   count as not loopback. ``TAGGER_HOST`` must be loopback too.
-* Reads are open unless ``TAGGER_REQUIRE_KEY_FOR_READS=1``.
+* Reads are open unless ``TAGGER_REQUIRE_KEY_FOR_READS=1``, which covers every ``/v1/`` route
+  but ``/v1/health`` (``/v1/ready`` and ``/v1/model`` included); ``/metrics`` stays open.
 * A browser can send a form or ``text/plain`` POST to any site without a preflight, so
   JSON endpoints take only ``application/json`` and a request whose ``Origin`` is not the
   server's own is refused: that closes cross-site writes even for anonymous loopback use.

@@ -7,6 +7,7 @@ any subset) supplies its metadata; a compilation's parts are matched by ``doc``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -17,7 +18,7 @@ from .readers import read_text
 from .repair import repair_lines
 from .textnorm import normalize_text
 
-__all__ = ["Document", "load_documents", "document_from_text", "read_sources"]
+__all__ = ["Document", "load_documents", "document_from_text", "read_sources", "doc_id_for", "bounded_doc_id"]
 
 SOURCES_FILE = "SOURCES.tsv"
 _FRONT_MATTER = re.compile(r"^(url|title|source|region|year|issuer):\s*(.*)$", re.I)
@@ -41,9 +42,24 @@ class Document:
         return d
 
 
+# documents.id is String(200) and GET /v1/documents/{id} takes at most 200 characters; a
+# compilation's parts add "-NN", and clause ids (String(240)) ~20 more. Beyond this an id made
+# from a file name is shortened (bounded_doc_id), so that every stored document can be read back.
+MAX_DOC_ID_CHARS = 180
+
+
+def bounded_doc_id(doc_id: str, limit: int = MAX_DOC_ID_CHARS) -> str:
+    """``doc_id`` if it has at most ``limit`` characters; else its start and a digest of the
+    whole: the same long name always gives the same id, two long names sharing a start do not."""
+    if len(doc_id) <= limit:
+        return doc_id
+    digest = hashlib.sha1(doc_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{doc_id[: limit - len(digest) - 1]}-{digest}"
+
+
 def doc_id_for(path: Path) -> str:
     stem = re.sub(r"\s+", "-", path.stem.strip())
-    return re.sub(r"[^\w\-.]", "", stem) or "document"
+    return bounded_doc_id(re.sub(r"[^\w\-.]", "", stem) or "document")
 
 
 @lru_cache(maxsize=64)
@@ -137,12 +153,15 @@ def document_from_text(text: str, doc_id: str, source: str = "", meta: dict | No
     return docs
 
 
-def load_documents(path: Path) -> list[Document]:
-    """Read one file into one or more documents. Raises UnreadableDocument."""
+def load_documents(path: Path, doc_id: str | None = None) -> list[Document]:
+    """Read one file into one or more documents. Raises UnreadableDocument.
+
+    ``doc_id``: the id to give instead of the one made from the file's name (an upload is
+    read from a temporary file whose name is not the client's)."""
     path = Path(path)
     text = read_text(path)
     sources = read_sources(path.parent)
-    doc_id = doc_id_for(path)
+    doc_id = doc_id or doc_id_for(path)
     meta = dict(sources)
     if path.name in sources and doc_id not in sources:
         meta[doc_id] = sources[path.name]

@@ -9,8 +9,9 @@ NFKC would turn it into ASCII and change clause boundaries and amounts.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["normalize_text", "is_cjk"]
+__all__ = ["normalize_text", "is_cjk", "is_blank"]
 
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF10, 0xFF1A)}  # ０-９
 _FULLWIDTH.update({cp: cp - 0xFEE0 for cp in range(0xFF21, 0xFF3B)})  # Ａ-Ｚ
@@ -39,6 +40,31 @@ _CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 def is_cjk(ch: str) -> bool:
     return bool(_CJK_CHAR.match(ch))
+
+
+# Letters that draw nothing (Hangul fillers, the blank Braille pattern): used to pass for text.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds nothing to read: only white space, control characters (Cc),
+    format characters (Cf: zero-width space, BOM, joiners, direction marks, soft hyphen),
+    noncharacters (U+FDD0-U+FDEF, U+FFFE, U+FFFF and their copies in every plane), lone
+    surrogates (Cs) and letters that draw nothing. The one rule by which the API (422) and
+    ``tagger tag`` (a bad record) refuse an empty clause. (Unassigned code points count as
+    text: they may be characters of a newer Unicode than this Python's.)"""
+    for ch in text:
+        if ch.isspace() or ch in _INVISIBLE_LETTERS or _is_noncharacter(ch):
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs"):
+            continue
+        return False
+    return True
+
+
+def _is_noncharacter(ch: str) -> bool:
+    cp = ord(ch)
+    return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
 
 
 def normalize_line(line: str) -> str:

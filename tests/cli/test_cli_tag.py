@@ -23,8 +23,11 @@ def test_tag_document_contract(tmp_path):
     assert len(recs) > 30
     assert list(recs[0])[: len(OUTPUT_FIELDS)] == list(OUTPUT_FIELDS)
     assert recs[0]["doc"] == "miit-2018-ai-industry-three-year-action-plan"
-    assert set(recs[0]["scores"]) == {"topic", "measure", "industry"}
+    assert set(recs[0]["scores"]) == {"topic", "measure", "industry", "kind"}
     assert all(isinstance(recs[0][h], list) for h in ("topic", "measure", "industry"))
+    # kind: one id per clause, the most probable one
+    assert all(r["kind"] == max(r["scores"]["kind"], key=r["scores"]["kind"].get) for r in recs)
+    assert {r["kind"] for r in recs} >= {"provision", "target"}
     seg = [json.loads(l) for l in run_cli("segment", str(DOC), "-q").stdout.splitlines()]
     assert [r["id"] for r in recs] == [s["id"] for s in seg]  # input order
 
@@ -207,3 +210,19 @@ def test_bad_records_are_reported_and_skipped(tmp_path, workers):
     recs = _read(out)
     assert [x["id"] for x in recs] == ["a", "b", "e"]
     assert recs[2]["text"] == "表情 😀 成对的代理项是合法的"
+
+
+def test_jsonl_records_with_nothing_visible_are_bad_records(tmp_path):
+    # The API's rule (422): a text that is empty once white space, control and invisible
+    # characters are left out is a bad record, reported with file:line and skipped.
+    src = tmp_path / "in.jsonl"
+    lines = [{"id": "a", "text": "对租用办公用房的企业给予三年房租补贴。"}, {"id": "b", "text": ""}, {"id": "c", "text": "\u200b"},
+             {"id": "d", "text": "\ufeff"}, {"id": "e", "text": "\u0000"}, {"id": "f", "text": " \u200d\n\u3000\u2060"},
+             {"id": "g", "text": "\u200b支持无人机产业发展。"}]
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    r = run_cli("tag", str(src))
+    assert r.returncode == 1
+    assert [x["id"] for x in map(json.loads, r.stdout.splitlines())] == ["a", "g"]
+    errors = [l for l in r.stderr.splitlines() if "in.jsonl:" in l]
+    assert [e.split("in.jsonl:")[1].split(":")[0] for e in errors] == ["2", "3", "4", "5", "6"], r.stderr
+    assert all("'text' is empty" in e for e in errors)

@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import logging
+import re
 import tempfile
 from typing import Annotated, Literal
 
@@ -140,15 +141,26 @@ def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measu
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_CHUNK = 1 << 16
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# What XML 1.0 cannot hold (C0 controls but tab, LF and CR; surrogates; U+FFFE, U+FFFF): one
+# of them in a sheet makes an XLSX that is not well-formed and does not open. Noncharacters
+# (U+FDD0-U+FDEF, U+nFFFE/U+nFFFF of every plane) are never text either. Dropped from both
+# formats, so that a CSV and an XLSX of one query hold the same text.
+_NONCHARACTERS = "".join(chr(plane + low) for plane in range(0x10000, 0x110000, 0x10000) for low in (0xFFFE, 0xFFFF))
+EXPORT_ILLEGAL = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff{_NONCHARACTERS}]")
 
 
 def _cell(v):
+    """One exported value: lists joined, None empty; a string loses the characters XML
+    cannot hold *before* the formula check, or "\\x01=HYPERLINK(...)" would pass the check
+    and reach the sheet as "=HYPERLINK(...)"."""
     if isinstance(v, list):
         v = ";".join(map(str, v))
     if v is None:
         return ""
-    if isinstance(v, str) and v.startswith(FORMULA_START):
-        return "'" + v
+    if isinstance(v, str):
+        v = EXPORT_ILLEGAL.sub("", v)
+        if v.startswith(FORMULA_START):
+            return "'" + v
     return v
 
 
@@ -169,15 +181,11 @@ def _write_xlsx(rows, out) -> None:
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("clauses")
 
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
     def cell(v):
         v = _cell(v)
         if isinstance(v, str):
-            # XLSX cannot hold control characters (openpyxl refuses them): drop them.
-            v = ILLEGAL_CHARACTERS_RE.sub("", v)
-        if isinstance(v, str) and v.startswith("'"):
-            # Typed explicitly: a string, whatever openpyxl would infer from the value.
+            # Typed explicitly as a string: openpyxl would otherwise make a formula of a text
+            # starting with "=" and an error cell of "#N/A" (whatever _cell left of it).
             c = WriteOnlyCell(ws, v)
             c.data_type = "s"
             return c

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
 from ...errors import InvalidInput, UnreadableDocument
-from ...ingest.documents import Document, document_from_text, load_documents
+from ...ingest.documents import Document, doc_id_for, document_from_text, load_documents
 from ...ingest.readers import SUPPORTED_SUFFIXES
 from ...ingest.segment import segment
 from ...tagging import model_version, resolve_overrides, tag_clauses
@@ -21,6 +21,12 @@ from .tag import FastJSON, check_evidence_limit, check_limits, render_json
 router = APIRouter(prefix="/v1", tags=["documents"])
 
 
+# Upload names: a name that a file system can hold (at most 255 bytes) is accepted whatever
+# its length and never makes a 500; a longer one is refused with a 422 naming the limit.
+# The client's name is never a path on the server: the upload is read from a temporary file
+# of a fixed name (a 252-255-byte name plus the ".txt" added below would not fit), and the
+# document id made from the name is shortened past MAX_DOC_ID_CHARS (tagger.ingest.documents:
+# its start and a digest of the whole), so that GET /v1/documents/<id> can read it back.
 def upload_name(raw: str | None) -> str:
     """The client's file name, reduced to a safe base name, or a 422."""
     name = Path((raw or "upload.txt").replace("\\", "/")).name
@@ -33,10 +39,10 @@ def upload_name(raw: str | None) -> str:
 def _read_upload(data: bytes, name: str) -> list[Document]:
     """Runs in the work pool: writing, reading and repairing a file is CPU work."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / ("upload" + Path(name).suffix.lower())  # see upload_name
         path.write_bytes(data)
         try:
-            docs = load_documents(path)
+            docs = load_documents(path, doc_id=doc_id_for(Path(name)))
         except UnreadableDocument as exc:
             # The reason only: the message must not show the server's temporary path.
             raise InvalidInput("file", exc.reason) from None

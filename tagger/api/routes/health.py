@@ -6,6 +6,9 @@ from fastapi.responses import JSONResponse
 from ..deps import TaggerDep
 
 router = APIRouter(prefix="/v1", tags=["health"])
+# Readiness and the model manifest say which model and engine serve: reads like any other,
+# behind TAGGER_REQUIRE_KEY_FOR_READS (tagger.api.create_app). Only /v1/health stays open.
+status_router = APIRouter(prefix="/v1", tags=["health"])
 
 
 @router.get("/health")
@@ -14,7 +17,7 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@status_router.get("/ready")
 def ready(request: Request):
     """Readiness: the bundle is loaded. ``work_processes`` says whether the worker processes
     for documents and large requests are up; until they are, such a request waits for them
@@ -28,7 +31,7 @@ def ready(request: Request):
     return {"status": "ready", "model": tagger.version, "engine": tagger.engine, "work_processes": workers}
 
 
-@router.get("/model")
+@status_router.get("/model")
 def model(tagger: TaggerDep) -> dict:
     """The bundle's manifest, without server-side locations (MLflow tracking URI)."""
     raw = dict(tagger.manifest.raw)
