@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .locations import default_locations
 
-__all__ = ["Settings", "get_settings", "PROJECT_ROOT"]
+__all__ = ["Settings", "get_settings", "PROJECT_ROOT", "LOOPBACK_HOSTS"]
 
 # The folder above the package: the project root in a checkout, but ``site-packages`` in
 # an installed wheel, so never build data paths on it; use Settings (tagger.locations).
@@ -34,6 +34,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"TAGGER_{name.upper()}", default)
+
+
+# Host names the server answers to when TAGGER_ALLOWED_HOSTS is unset or empty: loopback only.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _allowed_hosts() -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in _env("allowed_hosts", "").split(",") if h.strip())
+    return hosts or LOOPBACK_HOSTS
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,16 @@ class Settings:
     # `tagger serve` worker processes (forked after the model is loaded; see tagger.api.server).
     web_workers: int = field(default_factory=lambda: int(_env("web_workers", "1")))
     host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
+    # The Host header every request must carry (DNS rebinding: a page on evil.example whose
+    # name a DNS server re-points at 127.0.0.1 is same-origin with this server to the browser,
+    # but still sends Host: evil.example). Names or IP addresses, comma-separated, without
+    # port (any port is accepted; IPv6 with or without brackets); the list replaces the
+    # loopback default, so list localhost too if local clients should keep working. The
+    # address given to --host / TAGGER_HOST is not added by itself: a server on 0.0.0.0 or a
+    # LAN address answers 400 to http://<that address>/ until the names clients use are
+    # listed. "*" accepts any Host: this turns the check off (unsafe; only behind a proxy
+    # that checks Host itself). See tagger.api.security.HostCheck.
+    allowed_hosts: tuple[str, ...] = field(default_factory=_allowed_hosts)
     port: int = field(default_factory=lambda: int(_env("port", "8000")))
 
     @property

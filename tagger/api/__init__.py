@@ -15,10 +15,11 @@ from fastapi.responses import JSONResponse
 from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
 from ..model.overrides import InvalidOverrides
+from .deps import fresh_overrides
 from .limits import BodyLimit, WorkPool
 from .metrics import Metrics
 from .routes import clauses, documents, documents_view, health, page, tag
-from .security import require_read
+from .security import HostCheck, require_read
 
 __all__ = ["create_app"]
 
@@ -59,12 +60,15 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag, inline=lambda n, args: not args[1] and n <= st.inline_clauses,
                                      weight=lambda c: work_cost((len(c["text"]),), False))
     app.add_middleware(app.state.metrics.asgi)
-    # Outermost: the byte count applies before any other layer reads the body.
+    # Outside every layer that reads the body (only the Host check below is further out).
     app.add_middleware(
         BodyLimit,
         limits=lambda: {"/v1/documents": st.max_upload_bytes + 64 * 1024, "/v1/tag": st.max_json_bytes},
         default=lambda: 64 * 1024,
     )
+    # Outermost of all: a request with a Host this server does not answer to (DNS
+    # rebinding) is refused before any layer reads it, on every route (tagger.api.security).
+    app.add_middleware(HostCheck, allowed=st.allowed_hosts)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -95,8 +99,10 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     # /v1/health (readiness and the model manifest too); /v1/health and /metrics stay open for probes.
     guarded = [Depends(require_read)]
     app.include_router(health.status_router, dependencies=guarded)
-    app.include_router(tag.router, dependencies=guarded)
-    app.include_router(documents.router, dependencies=guarded)
+    # The routes that tag read the override rules file off the event loop first (deps.fresh_overrides).
+    rules = [Depends(fresh_overrides)]
+    app.include_router(tag.router, dependencies=guarded + rules)
+    app.include_router(documents.router, dependencies=guarded + rules)
     app.include_router(documents_view.router, dependencies=guarded)
     app.include_router(clauses.router, dependencies=guarded)
     app.include_router(page.router)  # static HTML; the data it fetches is guarded

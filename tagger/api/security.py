@@ -15,20 +15,29 @@
 * A browser can send a form or ``text/plain`` POST to any site without a preflight, so
   JSON endpoints take only ``application/json`` and a request whose ``Origin`` is not the
   server's own is refused: that closes cross-site writes even for anonymous loopback use.
+* DNS rebinding gets past that Origin check: a page on ``evil.example`` whose name is then
+  re-pointed at 127.0.0.1 is same-origin with this server to the browser, and sends
+  ``Host: evil.example`` with a matching ``Origin``. :class:`HostCheck` (the outermost
+  middleware, so every route: ``/``, ``/metrics``, ``/v1/health`` too) answers 400 to any
+  request whose ``Host`` is not in ``TAGGER_ALLOWED_HOSTS`` (default: localhost, 127.0.0.1,
+  ::1; any port), before any other layer sees it; ``*`` turns the check off.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import os
+import re
 import sys
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
 __all__ = ["require_read", "require_write", "require_json", "same_origin_or_none", "is_loopback", "bound_hosts",
-           "listening_hosts", "anonymous_writes_allowed"]
+           "listening_hosts", "anonymous_writes_allowed", "host_name", "HostCheck"]
 
 
 def is_loopback(host: str) -> bool:
@@ -156,3 +165,63 @@ async def require_json(request: Request) -> None:
     if ctype != "application/json":
         raise HTTPException(status_code=415, detail=f"send the body as application/json (got {ctype or 'no content type'!r})")
 
+
+
+_PORT = re.compile(r"[0-9]{0,5}")  # RFC 3986: the port may be empty ("localhost:")
+
+
+def host_name(value: str) -> str | None:
+    """The name in a Host header or an allow-list entry, comparable: lower case, without
+    the port and a trailing dot, IP addresses in their canonical form (``[::1]:8000`` and
+    ``0:0:0:0:0:0:0:1`` are ``::1``). None when it is malformed (empty, a bad port)."""
+    v = value.strip().lower()
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            return None
+        name, rest = v[1:end], v[end + 1 :]
+        if rest and not (rest[0] == ":" and _PORT.fullmatch(rest[1:])):
+            return None
+    elif v.count(":") > 1:  # a bare IPv6 address (allow-list entries)
+        name = v
+    else:
+        name, sep, port = v.partition(":")
+        if sep and not _PORT.fullmatch(port):
+            return None
+    name = name.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name or None
+
+
+class HostCheck:
+    """Pure ASGI middleware: a request whose ``Host`` header is missing, repeated, malformed or
+    not in ``allowed`` gets 400 ``{"error": "invalid_host", "message"}`` and the connection is
+    closed; the app never sees it. ``allowed``: names or addresses (any port accepted), or
+    ``"*"`` for any Host (no check)."""
+
+    def __init__(self, app, allowed: Iterable[str]):
+        entries = [e.strip() for e in (allowed.split(",") if isinstance(allowed, str) else allowed)]
+        self.app = app
+        self.any = "*" in entries
+        self.names = frozenset(n for e in entries if e and e != "*" and (n := host_name(e)) is not None)
+
+    async def __call__(self, scope, receive, send):
+        if self.any or scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        values = [v for k, v in scope.get("headers") or () if k == b"host"]
+        raw = values[0].decode("latin-1") if len(values) == 1 else None
+        if raw is not None and host_name(raw) in self.names:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":  # refused before the handshake: the server answers 403
+            return await send({"type": "websocket.close", "code": 1008})
+        if raw is None:
+            message = "the request needs exactly one Host header"
+        else:
+            message = f"Host {raw[:100]!r} is not allowed on this server (TAGGER_ALLOWED_HOSTS)"
+        body = json.dumps({"error": "invalid_host", "message": message}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

@@ -366,6 +366,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if (literal and not is_loopback(host)) or not is_loopback(st.host):
             _err(f"TAGGER_ALLOW_ANONYMOUS_WRITES=1 has no effect with host {host!r} (TAGGER_HOST {st.host!r}): anonymous writes "
                  "need loopback addresses only; writes are refused until TAGGER_API_KEYS is set")
+    from ..api.security import host_name, is_loopback
+
+    if "*" not in st.allowed_hosts and not is_loopback(host) and host_name(host) not in {host_name(h) for h in st.allowed_hosts}:
+        # Not added by itself (the bound address is not a name clients are known to use).
+        _err(f"requests are answered only with a Host header naming one of {', '.join(st.allowed_hosts)} (any port): "
+             "set TAGGER_ALLOWED_HOSTS to the names clients use for this server")
     return run_server(lambda: create_app(st, tagger=tagger), host, st.port if args.port is None else args.port,
                       workers=workers, log_level=args.log_level)
 

@@ -1,4 +1,4 @@
-"""Reviewed corrections applied after the model: ``labels/overrides.yaml``.
+r"""Reviewed corrections applied after the model: ``labels/overrides.yaml``.
 
 A rule adds or removes one label of one head on every clause its ``pattern`` (a regular
 expression) or one of its ``phrases`` matches. Rules are for what the model gets wrong and
@@ -19,19 +19,33 @@ Matching sees the clause as the model does (:func:`tagger.model.features.model_t
 digits and letters in ASCII, spaces next to Chinese removed). Rules apply in file order,
 so a later ``remove`` can undo an earlier ``add``.
 
-Loading refuses a malformed file with one line (:class:`InvalidOverrides`): unknown keys,
-head or label id, a bad or empty-matching regular expression, a missing ``author``/``why``,
-an example the rule does not match. ``tagger labels overrides check`` (:func:`check_rules`)
-measures each rule on the labeled corpus and refuses one below :data:`MIN_PRECISION`.
+Patterns run on RE2 (``google-re2``), whose matching time is linear in the clause's length
+whatever the pattern: with Python's backtracking ``re`` a rule like ``(x+x+)+y`` took
+exponential time on a clause of x's, hanging ``tagger tag`` and, on the event loop, the whole
+server (SIGTERM ignored). RE2 syntax is Python's minus backreferences (``\1``), lookahead and
+lookbehind (``(?=``, ``(?!``, ``(?<=``, ``(?<!``), possessive and atomic forms and ``\Z``
+(write ``\z`` or ``$``); ``\d``, ``\w``, ``\s`` and ``\b`` are ASCII-only (the clause is
+matched with full-width digits and letters already in ASCII); ``$`` is the end of the clause.
+
+Loading refuses a malformed file with one line (:class:`InvalidOverrides`) that names the file
+(never its folder: the message is shown to API clients) and the rule: unknown keys, head or
+label id, a bad, unsupported (see above) or empty-matching regular expression, one longer than
+:data:`MAX_PATTERN_CHARS`, more than :data:`MAX_RULES` rules or a file over
+:data:`MAX_FILE_BYTES`, a missing ``author``/``why``, an example the rule does not match.
+``tagger labels overrides check`` (:func:`check_rules`) measures each rule on the labeled
+corpus and refuses one below :data:`MIN_PRECISION`.
 
 The file is part of the model's identity: records say ``<bundle version>+ov.<first 8 hex of
 the file's sha256>`` when it holds rules. :func:`current_overrides` re-reads it when its
 size, mtime or inode change (one ``stat`` per call), so a running server and the next CLI
-run use an edited file. A missing file means no rules.
+run use an edited file. A missing file means no rules. The API stats and re-reads it in a
+worker thread, never on its event loop, and pins the result for the request
+(:func:`pin_overrides`, :func:`tagger.api.deps.fresh_overrides`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import re
@@ -40,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import re2
 import yaml
 
 from ..errors import TaggerError
@@ -53,23 +68,65 @@ __all__ = [
     "load_overrides",
     "parse_overrides",
     "current_overrides",
+    "pin_overrides",
     "RuleCheck",
     "check_rules",
     "MIN_PRECISION",
     "MODEL",
+    "MAX_RULES",
+    "MAX_PATTERN_CHARS",
+    "MAX_FILE_BYTES",
 ]
 
 MIN_PRECISION = 0.95
 MODEL = "model"  # provenance of a label the model assigned
 _KEYS = {"id", "pattern", "phrases", "head", "add", "remove", "author", "why", "examples"}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
+# Bounds on what one file may ask of every clause tagged: each rule is a regular-expression
+# search per clause, and a reload parses the whole file.
+MAX_RULES = 10_000
+MAX_PATTERN_CHARS = 2_000  # a 'pattern', or all of a rule's 'phrases' joined with '|'
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def _file_name(path) -> str:
+    """What messages call the file: its name, never the folder (an API client sees them)."""
+    return Path(str(path)).name or str(path)
 
 
 class InvalidOverrides(TaggerError):
     def __init__(self, path: str, reason: str):
-        self.path = path
+        self.path = path  # as given (logs, callers); the message holds the file name only
         self.reason = reason
-        super().__init__(f"overrides file {path}: {reason}")
+        super().__init__(f"overrides file {_file_name(path)}: {reason}")
+
+
+def _re2_options() -> "re2.Options":
+    opts = re2.Options()
+    opts.log_errors = False  # RE2 would also print a bad pattern to stderr: the message is ours
+    opts.never_capture = True  # only the whole match is used (the evidence span)
+    return opts
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+def _short(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _compile(pattern: str, where: str, path):
+    """An RE2 regular expression (linear-time matching, see the module doc) or InvalidOverrides."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        msg = exc.args[0] if exc.args else ""
+        msg = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+        raise _fail(
+            path,
+            f"{where}: bad regular expression {_short(pattern)!r} ({msg}); patterns use RE2 syntax, which matches in linear time: "
+            "no backreferences, lookahead/lookbehind or possessive quantifiers",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -78,7 +135,7 @@ class Rule:
     head: str
     action: str  # "add" | "remove"
     label: str
-    regex: re.Pattern
+    regex: "re2._Regexp"  # RE2: ``finditer``/``search``/``pattern`` as re.Pattern
     author: str
     why: str
     examples: tuple[str, ...]
@@ -182,16 +239,18 @@ def _rule(raw, n: int, labels: Mapping[str, Sequence[str]], path) -> Rule:
         pat = raw["pattern"]
         if not isinstance(pat, str) or not pat:
             raise _fail(path, f"{where}: 'pattern' must be a non-empty string")
-        try:
-            regex = re.compile(pat)
-        except re.error as exc:
-            raise _fail(path, f"{where}: bad regular expression {pat!r} ({exc})") from None
+        if len(pat) > MAX_PATTERN_CHARS:
+            raise _fail(path, f"{where}: 'pattern' has {len(pat)} characters; the limit is {MAX_PATTERN_CHARS}")
+        regex = _compile(pat, where, path)
     else:
         phrases = raw["phrases"]
         if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
             raise _fail(path, f"{where}: 'phrases' must be a non-empty list of non-empty strings")
         # Longest first, so that the match (the evidence) is the longest phrase present.
-        regex = re.compile("|".join(re.escape(p.strip()) for p in sorted(set(phrases), key=lambda p: (-len(p), p))))
+        pat = "|".join(re2.escape(p.strip()) for p in sorted(set(phrases), key=lambda p: (-len(p), p)))
+        if len(pat) > MAX_PATTERN_CHARS:
+            raise _fail(path, f"{where}: 'phrases' make a pattern of {len(pat)} characters; the limit is {MAX_PATTERN_CHARS} (split the rule)")
+        regex = _compile(pat, where, path)
     if regex.search(""):
         raise _fail(path, f"{where}: the pattern matches the empty string (it would match every clause)")
     author = _text_field(raw, "author", where, path)
@@ -206,10 +265,16 @@ def _rule(raw, n: int, labels: Mapping[str, Sequence[str]], path) -> Rule:
     return rule
 
 
+# libyaml when PyYAML has it: a 10,000-rule file parses ~4x faster than in pure Python.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_overrides(data: bytes, labels: Mapping[str, Sequence[str]], path: str = "<overrides>") -> Overrides:
     """Rules from the bytes of an overrides file; ``labels``: valid label ids per head."""
+    if len(data) > MAX_FILE_BYTES:
+        raise _fail(path, f"larger than the limit of {MAX_FILE_BYTES} bytes")
     try:
-        raw = yaml.safe_load(data.decode("utf-8")) if data.strip() else None
+        raw = yaml.load(data.decode("utf-8"), Loader=_YAML_LOADER) if data.strip() else None
     except UnicodeDecodeError:
         raise _fail(path, "not UTF-8") from None
     except yaml.YAMLError as exc:
@@ -223,6 +288,8 @@ def parse_overrides(data: bytes, labels: Mapping[str, Sequence[str]], path: str 
     items = raw.get("rules") or []
     if not isinstance(items, list):
         raise _fail(path, "'rules' must be a list")
+    if len(items) > MAX_RULES:
+        raise _fail(path, f"{len(items)} rules; the limit is {MAX_RULES} (each is a search in every clause tagged)")
     rules = [_rule(r, n, labels, path) for n, r in enumerate(items, 1)]
     seen: set[str] = set()
     for r in rules:
@@ -244,16 +311,30 @@ def load_overrides(path: Path | str, labels: Mapping[str, Sequence[str]] | None 
     valid ids per head (default: the taxonomy's)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a larger file is refused without reading it all
     except FileNotFoundError:
         return NO_OVERRIDES
     except OSError as exc:
-        raise _fail(path, exc.strerror or str(exc)) from None
+        raise _fail(path, exc.strerror or type(exc).__name__) from None
     return parse_overrides(data, labels if labels is not None else _taxonomy_labels(), str(path))
 
 
-_CACHE: dict[tuple, tuple[tuple, Overrides]] = {}
+# (path, labels) -> (the file's stamp, its rules or the (path, reason) of its InvalidOverrides)
+_CACHE: dict[tuple, tuple[tuple, "Overrides | tuple[str, str]"]] = {}
 _LOCK = threading.Lock()
+# Rules (or the error) pinned for the current context by pin_overrides: an API request's task.
+_PINNED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("tagger_overrides_pinned", default=None)
+
+
+def _cache_key(path: Path | str, labels: Mapping[str, Sequence[str]] | None) -> tuple:
+    return (str(path), None if labels is None else tuple((h, tuple(labels[h])) for h in HEADS))
+
+
+def _result(got: "Overrides | tuple[str, str]") -> Overrides:
+    if isinstance(got, Overrides):
+        return got
+    raise InvalidOverrides(*got)  # a new exception each time: a cached one would grow its traceback
 
 
 def current_overrides(path: Path | str, labels: Mapping[str, Sequence[str]] | None = None) -> Overrides:
@@ -261,7 +342,14 @@ def current_overrides(path: Path | str, labels: Mapping[str, Sequence[str]] | No
 
     One ``stat`` per call: callers call it once per batch or request, which is what makes an
     edit apply "at once" in a running server. A malformed edit raises InvalidOverrides on
-    every call until it is fixed (never silently keeps the old rules)."""
+    every call until it is fixed (never silently keeps the old rules); the failure is cached
+    like rules are, so a broken file is parsed once, not once per request. Concurrent callers
+    after an edit wait for one reload. Rules pinned for this context by
+    :func:`pin_overrides` are returned (or their error raised) without touching the file."""
+    key = _cache_key(path, labels)
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] == key:
+        return _result(pinned[1])
     path = Path(path)
     try:
         st = os.stat(path)
@@ -269,15 +357,27 @@ def current_overrides(path: Path | str, labels: Mapping[str, Sequence[str]] | No
     except FileNotFoundError:
         return NO_OVERRIDES
     except OSError as exc:
-        raise _fail(path, exc.strerror or str(exc)) from None
-    key = (str(path), None if labels is None else tuple((h, tuple(labels[h])) for h in HEADS))
+        raise _fail(path, exc.strerror or type(exc).__name__) from None
     hit = _CACHE.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    with _LOCK:
-        ov = load_overrides(path, labels)
-        _CACHE[key] = (stamp, ov)
-    return ov
+    if hit is None or hit[0] != stamp:
+        with _LOCK:
+            hit = _CACHE.get(key)
+            if hit is None or hit[0] != stamp:  # not reloaded by the caller we waited for
+                try:
+                    got: Overrides | tuple[str, str] = load_overrides(path, labels)
+                except InvalidOverrides as exc:
+                    got = (exc.path, exc.reason)
+                hit = _CACHE[key] = (stamp, got)
+    return _result(hit[1])
+
+
+def pin_overrides(path: Path | str, labels: Mapping[str, Sequence[str]] | None, result: "Overrides | InvalidOverrides") -> None:
+    """Make :func:`current_overrides` (``path``, ``labels``) return ``result`` (or raise it, an
+    InvalidOverrides) in the current context, without a ``stat``: for the rest of an API
+    request (an asyncio task, whose context is its own) once the rules were read off the
+    event loop; the request also sees one version of the file throughout."""
+    got = result if isinstance(result, Overrides) else (result.path, result.reason)
+    _PINNED.set((_cache_key(path, labels), got))
 
 
 # --- tagger labels overrides check ---------------------------------------------------------

@@ -90,7 +90,8 @@ async def tag(body: TagRequest, tagger: TaggerDep, settings: SettingsDep, pool: 
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
     if evidence:
         check_evidence_limit(clauses, settings)
-    # The override rules as of this request (one stat; re-read if the file changed): the
+    # The override rules as of this request, read off the event loop before the route ran
+    # (deps.fresh_overrides, a router dependency) and pinned: no file access here. The
     # records and the answer's "model" carry the same stamp. A broken file: 503 (api/__init__).
     ov = resolve_overrides(tagger, settings.overrides_file)
     if work_cost((len(c["text"]) for c in clauses), evidence) > settings.work_process_min_clauses:
