@@ -157,10 +157,13 @@ the gate table below says so.
 ## Limits
 
 Trained on {td['n_documents']} documents: national plans, 33 pilot-zone city policies, 105 web
-excerpts, 36 Zhejiang county policies (mostly 2016-2020, many outside AI) and 129 openings of
+excerpts, 41 Zhejiang county policies (mostly 2016-2020, many outside AI) and 129 openings of
 2023-2026 AI, computing-power, embodied-AI, low-altitude, chip and data policies. Labels were
-made by LLM annotators under `labels/guidelines.md` (see `labels/AGREEMENT.md`). Rare labels
-have wide error bars; document-level wording shifts are the main risk.
+made by LLM annotators under `labels/guidelines.md` (the shared guide, rules v1.1; every record
+re-read for v1.1 and given a kind, see `labels/AGREEMENT.md`). Rare labels have wide error
+bars; document-level wording shifts are the main risk. The kind gate removes topics from
+clauses the kind head reads as principles, titles or conditions: where the kind head errs
+(condition vs procedure vs provision are its hardest confusions), topics are lost with it.
 """
 
 

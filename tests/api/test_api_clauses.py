@@ -114,3 +114,32 @@ def test_amount_kind_parameter_and_export(base_url):
     assert len(df) > 0 and set(df["amount_kind"]) == {"budget"} and (df["amount_wan"] >= 100000).all()
     bad = httpx.get(base_url + "/v1/clauses/export", params={"amount_kind": "total"})
     assert bad.status_code == 422 and "amount_kind" in bad.text
+
+
+def test_kind_filter_facets_and_export_column(base_url, app_db):
+    """kind is one id per stored clause: a column, tag rows for filters and facets, an export column."""
+    allj = httpx.get(base_url + "/v1/clauses", params={"limit": 1000}).json()
+    kinds = allj["facets"]["kind"]
+    assert set(kinds) <= {"provision", "target", "principle", "condition", "procedure", "title"} and len(kinds) >= 3
+    assert sum(kinds.values()) == allj["count"]  # exactly one kind per clause
+    assert all(isinstance(r["kind"], str) for r in allj["data"])
+    # "every target clause about computing power since 2019" in one URL
+    params = {"kind": "target", "topic": "infrastructure", "limit": 1000}
+    j = httpx.get(base_url + "/v1/clauses", params=params).json()
+    with create_engine(app_db[0]).connect() as c:
+        direct = {r[0] for r in c.execute(text(
+            "SELECT c.id FROM clauses c JOIN clause_tags t ON t.clause_id = c.id AND t.head='topic' AND t.label='infrastructure' "
+            "WHERE c.kind = 'target'"))}
+    assert {r["id"] for r in j["data"]} == direct
+    assert all(r["kind"] == "target" for r in j["data"])
+    two = httpx.get(base_url + "/v1/clauses", params={"kind": "target,principle", "limit": 1}).json()
+    assert two["count"] == kinds.get("target", 0) + kinds.get("principle", 0)
+    csv = httpx.get(base_url + "/v1/clauses/export", params={"format": "csv", "kind": "principle"}).content.decode("utf-8-sig")
+    df = pd.read_csv(io.StringIO(csv))
+    assert "kind" in df.columns and set(df["kind"]) <= {"principle"} and len(df) == kinds.get("principle", 0)
+    # principles carry no topic under rules v1.1 (the kind gate), whatever their slogans say:
+    # none with a hard gate; a soft gate scales topics by P(a kind that allows them)
+    p = httpx.get(base_url + "/v1/clauses", params={"kind": "principle", "limit": 1000}).json()
+    with_topic = sum(1 for r in p["data"] if r["topic"])
+    mode = app_db[1].manifest.gate("topic")["mode"]
+    assert p["count"] > 0 and (with_topic == 0 if mode == "hard" else with_topic <= 0.1 * p["count"]), (mode, with_topic, p["count"])

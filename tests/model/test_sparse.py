@@ -10,6 +10,7 @@ import pytest
 from tagger.errors import InvalidBundle
 from tagger.model.inference import Tagger
 from tagger.model.sparse import SPARSE_FILE
+from training.sparse import PARITY_TOL
 
 from ..conftest import ROOT
 
@@ -37,7 +38,7 @@ def test_sparse_equals_onnx_on_2000_real_clauses(taggers):
     a, b = sparse.probabilities_tokens(toks), dense.onnx_probabilities_tokens(toks)
     for h in a:
         assert a[h].shape == b[h].shape == (2000, len(sparse.manifest.labels(h)))
-        assert np.abs(a[h] - b[h]).max() < 1e-5, h
+        assert np.abs(a[h] - b[h]).max() < PARITY_TOL, h
     # Label sets through the public API, thresholds included.
     texts = _clauses(2000)
     for p, q in zip(sparse.predict(texts), dense.predict(texts)):
@@ -63,8 +64,8 @@ def test_numpy_fallback_equals_compiled_and_onnx(taggers):
     toks = sparse.tokenizer.batch(texts)
     a, b, c = sparse.probabilities_tokens(toks), fallback.probabilities_tokens(toks), dense.onnx_probabilities_tokens(toks)
     for h in a:
-        assert np.abs(a[h] - b[h]).max() < 1e-5, h
-        assert np.abs(b[h] - c[h]).max() < 1e-5, h
+        assert np.abs(a[h] - b[h]).max() < PARITY_TOL, h
+        assert np.abs(b[h] - c[h]).max() < PARITY_TOL, h
     assert [p.labels for p in fallback.predict(texts)] == [p.labels for p in sparse.predict(texts)]
 
 
@@ -114,7 +115,7 @@ def test_edge_cases_match(taggers, text):
     toks = [sparse.tokenizer(text), sparse.tokenizer("人工智能产业"), sparse.tokenizer(text)]
     a, b = sparse.probabilities_tokens(toks), dense.onnx_probabilities_tokens(toks)
     for h in a:
-        assert np.abs(a[h] - b[h]).max() < 1e-5, (h, text)
+        assert np.abs(a[h] - b[h]).max() < PARITY_TOL, (h, text)
 
 
 def test_batch_composition_does_not_change_a_clause(taggers):
