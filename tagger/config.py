@@ -76,6 +76,11 @@ class Settings:
     # more requests may wait for them; the next one gets 503 + Retry-After.
     work_threads: int = field(default_factory=lambda: int(_env("work_threads", "2")))
     work_queue: int = field(default_factory=lambda: int(_env("work_queue", "16")))
+    # A request whose work has waited this many seconds for a thread or a worker process is
+    # answered 503 + Retry-After instead (its work dropped): work_queue counts jobs, not
+    # their size, and 16 large jobs queued on 2 workers made the last wait minutes. Lower
+    # it to shed load sooner (interactive use); 0: wait as long as it takes.
+    queue_timeout: float = field(default_factory=lambda: float(_env("queue_timeout", "30")))
     # Documents and /v1/tag requests of more than work_process_min_clauses clauses run in
     # this many worker processes (each loads the bundle, ~250 MB), so that they do not hold
     # the server's GIL; -1: as many as work_threads; 0: none (all in the threads above).
@@ -89,12 +94,40 @@ class Settings:
     inline_clauses: int = field(default_factory=lambda: int(_env("inline_clauses", "16")))
     # The worker processes run this much nicer (lower priority) than the server.
     work_process_nice: int = field(default_factory=lambda: int(_env("work_process_nice", "5")))
+    # Reading one uploaded document (PDF, DOCX, HTML, text, or a JSON body: up to its
+    # segmentation) may take this many seconds; then it is answered 422 (a 81 KB PDF whose
+    # 500 pages share one 1 MB content stream read for ~14 minutes; a text PDF reads at
+    # ~13 ms a page, 500 pages in ~7 s). A PDF stops at the first page begun after it; a
+    # worker process still reading 2 s later is killed and replaced (tagger.api.workers).
+    # 0: no limit. The kill needs worker processes.
+    parse_timeout: float = field(default_factory=lambda: float(_env("parse_timeout", "10")))
+    # PDFs with more pages are refused (413) before any page is read. Reading also stops at
+    # the page where the text passes max_text_chars (413).
+    max_pdf_pages: int = field(default_factory=lambda: int(_env("max_pdf_pages", "500")))
     # Writes need one of these keys (Authorization: Bearer …); see tagger.api.security.
     api_keys: tuple[str, ...] = field(default_factory=lambda: tuple(k.strip() for k in _env("api_keys", "").split(",") if k.strip()))
     allow_anonymous_writes: bool = field(default_factory=lambda: _env("allow_anonymous_writes", "") in ("1", "true", "yes"))
     require_key_for_reads: bool = field(default_factory=lambda: _env("require_key_for_reads", "") in ("1", "true", "yes"))
     # `tagger serve` worker processes (forked after the model is loaded; see tagger.api.server).
     web_workers: int = field(default_factory=lambda: int(_env("web_workers", "1")))
+    # Connection deadlines of `tagger serve`, in seconds (tagger.api.connections); 0: none.
+    # A connection with no request under way (new, or kept alive after a response) is closed
+    # after idle_timeout; a request's headers must all arrive within header_timeout of its
+    # first byte, its body within body_timeout of the end of the headers (totals, however
+    # the bytes trickle in), else 408 and the connection is closed. body_timeout 60 s is
+    # the largest upload (max_upload_bytes, 10 MiB) at ~175 KB/s.
+    idle_timeout: float = field(default_factory=lambda: float(_env("idle_timeout", "5")))
+    header_timeout: float = field(default_factory=lambda: float(_env("header_timeout", "10")))
+    body_timeout: float = field(default_factory=lambda: float(_env("body_timeout", "60")))
+    # SIGTERM/SIGINT: new connections are refused at once, requests still arriving get 503 +
+    # Retry-After, requests being processed get shutdown_timeout seconds to finish; every
+    # process has exited about a second after that (the supervisor kills stragglers).
+    shutdown_timeout: float = field(default_factory=lambda: float(_env("shutdown_timeout", "3")))
+    # Request bodies held at once by all the requests in progress, whole server (tagger.api.bodies):
+    # a declared Content-Length is reserved on arrival, a chunked body counted as it comes;
+    # a request that does not fit gets 503 + Retry-After without being read. `tagger serve
+    # --workers N` gives each worker 1/N of it (never less than the largest body a route takes).
+    max_buffered_bytes: int = field(default_factory=lambda: int(_env("max_buffered_bytes", str(64 * 1024 * 1024))))
     host: str = field(default_factory=lambda: _env("host", "127.0.0.1"))
     # The Host header every request must carry (DNS rebinding: a page on evil.example whose
     # name a DNS server re-points at 127.0.0.1 is same-origin with this server to the browser,

@@ -16,7 +16,8 @@ from ..config import Settings, get_settings
 from ..errors import InvalidInput, TaggerError
 from ..model.overrides import InvalidOverrides
 from .deps import fresh_overrides
-from .limits import BodyLimit, WorkPool
+from .bodies import BufferBudget, QuietDisconnects
+from .limits import BodyLimit, WorkPool, drain_on_exit_signals
 from .metrics import Metrics
 from .routes import clauses, documents, documents_view, health, page, tag
 from .security import HostCheck, require_read
@@ -41,9 +42,16 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
             # Started in the background: ready in ~2 s; the first big request waits for them.
             app.state.pool.processes = WorkerProcesses.for_tagger(st.work_process_count, app.state.tagger, st)
             app.state.pool.processes.start()
+        # SIGTERM/SIGINT: whatever the launcher's graceful shutdown, jobs in worker processes
+        # get the shutdown grace, then are stopped and answered 503 (tagger.api.limits).
+        drain_on_exit_signals(app.state.pool, getattr(st, "shutdown_timeout", 3.0))
         try:
             yield
         finally:
+            if app.state.pool.processes is not None:
+                # The server has already given running requests their grace period
+                # (TAGGER_SHUTDOWN_TIMEOUT): a job still running has no one waiting for it.
+                app.state.pool.processes.shutdown(timeout=0.5)
             app.state.pool.shutdown()
 
     app = FastAPI(title="policy-clause-tagger", version="1", lifespan=lifespan)
@@ -51,7 +59,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.tagger = tagger
     app.state.store = None
     app.state.metrics = Metrics()
-    app.state.pool = WorkPool(st.work_threads, st.work_queue)
+    app.state.pool = WorkPool(st.work_threads, st.work_queue, queue_timeout=st.queue_timeout)
     from .batcher import MicroBatcher
     from .routes.tag import batch_tag, work_cost
 
@@ -60,15 +68,21 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag, inline=lambda n, args: not args[1] and n <= st.inline_clauses,
                                      weight=lambda c: work_cost((len(c["text"]),), False))
     app.add_middleware(app.state.metrics.asgi)
+    # Bytes of request bodies held across all requests (tagger.api.bodies): inside the
+    # per-route limits, so that a body too large for its route is a 413 first.
+    app.add_middleware(BufferBudget, budget=st.max_buffered_bytes)
     # Outside every layer that reads the body (only the Host check below is further out).
     app.add_middleware(
         BodyLimit,
         limits=lambda: {"/v1/documents": st.max_upload_bytes + 64 * 1024, "/v1/tag": st.max_json_bytes},
         default=lambda: 64 * 1024,
     )
-    # Outermost of all: a request with a Host this server does not answer to (DNS
+    # Outermost of the layers that answer: a request with a Host this server does not answer to (DNS
     # rebinding) is refused before any layer reads it, on every route (tagger.api.security).
     app.add_middleware(HostCheck, allowed=st.allowed_hosts)
+    # Around everything (it reads and answers nothing): a client gone before the end of its
+    # body is one log line, not a traceback.
+    app.add_middleware(QuietDisconnects)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):

@@ -8,20 +8,29 @@
   (:mod:`tagger.api.workers`, so that they do not hold this process's GIL), small tag
   requests in a small thread pool; health checks and small requests keep answering during
   a large upload.
-  At most ``workers + queue`` jobs are admitted; the next one gets 503 + ``Retry-After``.
+  At most ``workers + queue`` jobs are admitted; the next one gets 503 + ``Retry-After``,
+  and so does one that has waited ``queue_timeout`` seconds (``TAGGER_QUEUE_TIMEOUT``)
+  without a thread or worker process taking it.
+  A job in a worker process is stopped when its client goes away, when it reads its
+  document for longer than ``TAGGER_PARSE_TIMEOUT`` (:class:`JobLimits`), and at a
+  shutdown (:meth:`WorkPool.drain`, on SIGTERM/SIGINT: see :func:`drain_on_exit_signals`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Callable, TypeVar
 
 from fastapi import HTTPException
 
-__all__ = ["BodyLimit", "WorkPool", "Busy"]
+from .workers import JobLimits
+
+__all__ = ["BodyLimit", "WorkPool", "Busy", "ClientGone", "JobLimits", "drain_on_exit_signals"]
 
 T = TypeVar("T")
 
@@ -100,9 +109,54 @@ async def _too_large(send, limit: int) -> None:
 
 
 class Busy(HTTPException):
-    def __init__(self, retry_after: int = 1):
-        super().__init__(status_code=503, detail="server busy: too many large requests in progress, retry later",
+    def __init__(self, retry_after: int = 1, message: str | None = None):
+        super().__init__(status_code=503, detail=message or "server busy: too many large requests in progress, retry later",
                          headers={"Retry-After": str(retry_after)})
+
+
+class ClientGone(HTTPException):
+    """The client went away while its job ran: the job was stopped, and this answer (nginx's
+    499) goes nowhere; it is only counted."""
+
+    def __init__(self):
+        super().__init__(status_code=499, detail="client closed the request")
+
+
+async def started_within(job: Future, timeout: float, ready: Callable[[], bool] | None = None):
+    """The result of ``job`` (a concurrent future); :class:`Busy` (and ``job`` dropped) if it
+    is still waiting to start after ``timeout`` seconds (0: no limit). While ``ready()`` is
+    false (worker processes still loading the bundle) the clock does not run."""
+    waiting = asyncio.wrap_future(job)
+    try:
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            deadline = None if ready is not None and not ready() else loop.time() + timeout
+            while True:
+                step = 0.5 if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait((waiting,), timeout=step)
+                if done:
+                    break
+                if deadline is None:
+                    if ready():
+                        deadline = loop.time() + timeout
+                    continue
+                if job.cancel():  # cancel() succeeds only while it waits
+                    raise Busy(retry_after=max(1, round(timeout)),
+                               message=f"server busy: no worker free within {timeout:g} s (TAGGER_QUEUE_TIMEOUT), retry later")
+                break
+        return await waiting
+    finally:
+        if not waiting.done():
+            waiting.cancel()  # this request was cancelled: nobody will read the outcome
+
+
+async def _until_disconnected(receive) -> None:
+    """Returns when the client has gone away. Called once the request's body has been read:
+    uvicorn's ``receive()`` then waits until the connection is lost (or the response sent)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 class WorkPool:
@@ -111,14 +165,25 @@ class WorkPool:
     (small requests); :meth:`run_heavy` runs a job in a worker process
     (:mod:`tagger.api.workers`), or in a thread when there are none."""
 
-    def __init__(self, workers: int, queue: int, processes=None):
+    def __init__(self, workers: int, queue: int, processes=None, queue_timeout: float = 0.0):
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-work")
         self.capacity = workers + queue
         self.admitted = 0
         self.processes = processes  # a tagger.api.workers.WorkerProcesses, or None
+        # A job still waiting for a thread or a worker process after this many seconds is
+        # dropped and its request answered 503 + Retry-After (0: it waits): a full queue
+        # of large jobs made requests wait ~14 s.
+        self.queue_timeout = queue_timeout
+        self.draining = False
+
+    @property
+    def full(self) -> bool:
+        return self.draining or self.admitted >= self.capacity
 
     def _admit(self) -> None:
         # Admission is counted on the event loop thread, so no lock is needed.
+        if self.draining:
+            raise Busy(message="server shutting down, retry later")
         if self.admitted >= self.capacity:
             raise Busy()
         self.admitted += 1
@@ -126,22 +191,77 @@ class WorkPool:
     async def run(self, fn: Callable[..., T], *args) -> T:
         self._admit()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+            job = self.executor.submit(fn, *args)
+            try:
+                return await started_within(job, self.queue_timeout)
+            except asyncio.CancelledError:
+                job.cancel()  # dropped if still waiting (a thread cannot be stopped)
+                raise
         finally:
             self.admitted -= 1
 
-    async def run_heavy(self, fn: Callable[..., T], tagger, settings, *args, **kwargs) -> T:
+    async def run_heavy(self, fn: Callable[..., T], tagger, settings, *args, limits: JobLimits | None = None,
+                        receive=None, **kwargs) -> T:
         """``fn(tagger, settings, *args, **kwargs)``; in a worker process the tagger and the
-        settings are the worker's own copies (loaded from ``tagger.folder``)."""
+        settings are the worker's own copies (loaded from ``tagger.folder``), and the job is
+        stopped as ``limits`` say. ``receive``: the request's ASGI ``receive``, its body
+        already read: the job is stopped if the client goes away (:class:`ClientGone`)."""
         if self.processes is None:
             return await self.run(partial(fn, tagger, settings, *args, **kwargs))
         self._admit()
         try:
-            return await self.processes.run(fn, *args, **kwargs)
+            work = self.processes.run(fn, *args, limits=limits, queue_timeout=self.queue_timeout, **kwargs)
+            if receive is None or (limits is not None and not limits.cancellable):
+                return await work
+            job = asyncio.ensure_future(work)
+            gone = asyncio.ensure_future(_until_disconnected(receive))
+            try:
+                await asyncio.wait((job, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not job.done():
+                    job.cancel()  # the client left, or this request was cancelled
+                gone.cancel()
+            if not job.done() or job.cancelled():
+                raise ClientGone()
+            return job.result()
         finally:
             self.admitted -= 1
+
+    def drain(self, grace: float) -> None:
+        """The server is stopping: new jobs get 503; jobs in worker processes get ``grace``
+        seconds, then are stopped (503)."""
+        self.draining = True
+        if self.processes is not None:
+            self.processes.drain(grace)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.processes is not None:
             self.processes.shutdown()
+
+
+def drain_on_exit_signals(pool: WorkPool, grace: float) -> None:
+    """On SIGTERM/SIGINT, drain ``pool`` (:meth:`WorkPool.drain`) after the handler in
+    place (uvicorn's, which starts its graceful shutdown): without it uvicorn waits for the
+    running requests, and a PDF read for minutes kept the server up for minutes. Call from
+    the event loop's thread, once the server has installed its handlers (lifespan start-up);
+    does nothing where signals cannot be handled (not the main thread) or nobody handles
+    them (the process would die anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+
+    def chained(previous):
+        def handler(signum, frame):
+            try:
+                loop.call_soon_threadsafe(pool.drain, grace)
+            except RuntimeError:  # the loop is closed
+                pass
+            previous(signum, frame)
+
+        return handler
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            signal.signal(sig, chained(previous))

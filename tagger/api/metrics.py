@@ -1,17 +1,30 @@
-"""Prometheus metrics: request counts, latency histogram, clauses tagged."""
+"""Prometheus metrics: request counts, latency histogram, clauses tagged.
+
+With several web workers (``tagger serve --workers N``) each process counts its own
+requests; the supervisor (tagger.api.server) then runs prometheus_client in multiprocess
+mode: ``PROMETHEUS_MULTIPROC_DIR`` names a temporary folder it creates (and removes at
+exit), every worker writes its values there, and ``/metrics``, whichever worker answers it,
+sums them over all workers, those that have exited and been replaced included (counters
+never go back).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, values
+from starlette.requests import ClientDisconnect
 
-__all__ = ["Metrics"]
+from .connections import CUT_KEY
+
+__all__ = ["Metrics", "enable_multiprocess"]
 
 # Label values come from a closed set: a client inventing methods or paths must not grow
 # the metrics without bound.
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+_CUT_STATUS = {"body timeout": 408, "shutdown": 503}
 
 
 class Metrics:
@@ -27,6 +40,9 @@ class Metrics:
             registry=self.registry,
         )
         self.clauses = Counter("tagger_clauses_tagged_total", "Clauses tagged", registry=self.registry)
+        # Multiprocess mode (values in files, summed at each scrape): chosen by the value
+        # class prometheus_client uses, which the supervisor sets before forking workers.
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") if _multiprocess_values() else None
         self.router = APIRouter()
         self.router.add_api_route("/metrics", self.endpoint, methods=["GET"], include_in_schema=False)
 
@@ -49,7 +65,12 @@ class Metrics:
 
             try:
                 await app(scope, receive, tracked)
+            except ClientDisconnect:
+                status = 499  # the client went away before the end of its body (nginx's code)
+                raise
             finally:
+                # Cut by the server (tagger.api.connections): what the client was told.
+                status = _CUT_STATUS.get(scope.get(CUT_KEY), status)
                 path = getattr(scope.get("route"), "path", "unmatched")
                 method = scope.get("method", "")
                 method = method if method in KNOWN_METHODS else "other"
@@ -59,4 +80,21 @@ class Metrics:
         return middleware
 
     def endpoint(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = self.registry
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _multiprocess_values() -> bool:
+    return values.ValueClass is not values.MutexValue
+
+
+def enable_multiprocess(path: str) -> None:
+    """Multiprocess mode for metrics created from now on in this process and its forks
+    (prometheus_client picks its value class once, at import, from the environment)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    values.ValueClass = values.get_value_class()

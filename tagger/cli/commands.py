@@ -351,6 +351,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Each web worker has its own process pool for large documents: share the budget
         # instead of multiplying it (memory is one bundle copy per pool process).
         st = dataclasses.replace(st, work_processes=max(1, st.work_process_count // workers) if st.work_process_count else 0)
+        # So is the bound on buffered request bodies (TAGGER_MAX_BUFFERED_BYTES), each worker
+        # still taking the largest body a route accepts.
+        if st.max_buffered_bytes > 0:
+            largest = max(st.max_upload_bytes + 64 * 1024, st.max_json_bytes)
+            st = dataclasses.replace(st, max_buffered_bytes=max(st.max_buffered_bytes // workers, largest))
     host = args.host or st.host
     if st.allow_anonymous_writes and not st.api_keys:
         import ipaddress
@@ -372,8 +377,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Not added by itself (the bound address is not a name clients are known to use).
         _err(f"requests are answered only with a Host header naming one of {', '.join(st.allowed_hosts)} (any port): "
              "set TAGGER_ALLOWED_HOSTS to the names clients use for this server")
+    from ..api.connections import ReadTimeouts
+
     return run_server(lambda: create_app(st, tagger=tagger), host, st.port if args.port is None else args.port,
-                      workers=workers, log_level=args.log_level)
+                      workers=workers, log_level=args.log_level, timeouts=ReadTimeouts.from_settings(st))
 
 
 def _add_serve(sub) -> None:

@@ -7,7 +7,9 @@ PDF artefacts is the job of :mod:`tagger.ingest.repair`, not of the readers.
 from __future__ import annotations
 
 import codecs
+import io
 import re
+import time
 import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,7 +17,7 @@ from xml.etree import ElementTree
 
 from ..errors import UnreadableDocument
 
-__all__ = ["SUPPORTED_SUFFIXES", "decode_bytes", "read_text"]
+__all__ = ["SUPPORTED_SUFFIXES", "DocumentTooLarge", "ReadingTooSlow", "decode_bytes", "read_bytes", "read_text", "text_size"]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".docx", ".pdf")
 
@@ -91,24 +93,88 @@ _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 MAX_ZIP_MEMBERS = 2000
 MAX_DOCX_XML_BYTES = 10 * 1024 * 1024  # parsed into a tree: ~10x this in memory
 MAX_ZIP_TOTAL_BYTES = 200 * 1024 * 1024
-MAX_PDF_PAGES = 500
+MAX_PDF_PAGES = 500  # the default of max_pages (the API's: TAGGER_MAX_PDF_PAGES)
+# Elements nested deeper than this in document.xml: refused while parsing. Real documents
+# nest ~10-30 deep (tables in tables included); 10 MB of nested elements took ~260 MB and
+# 1.3 s to build into a tree.
+MAX_DOCX_XML_DEPTH = 256
 
 
-def _docx_to_text(path: Path) -> str:
-    with zipfile.ZipFile(path) as zf:
+class DocumentTooLarge(UnreadableDocument):
+    """More text or pages than the caller's limit (``max_chars``, ``max_pages``): reading
+    stopped there. The API answers it with 413."""
+
+
+class ReadingTooSlow(UnreadableDocument):
+    """Still reading at the caller's ``deadline``: reading stopped there (``page`` of
+    ``pages``)."""
+
+    def __init__(self, path: str, page: int, pages: int):
+        self.page, self.pages = page, pages
+        super().__init__(path, f"reading took too long (stopped at page {page} of {pages})")
+
+
+def text_size(text: str) -> int:
+    """Characters of ``text`` that are not white space: what counts against ``max_chars``
+    (normalisation drops white space, so a raw count would refuse documents that fit)."""
+    return sum(map(len, text.split()))
+
+
+def _check_size(name: str, text: str, max_chars: int | None, where: str = "") -> None:
+    if max_chars is not None and (n := text_size(text)) > max_chars:
+        raise DocumentTooLarge(name, f"more than {max_chars} characters of text{where} ({n}); the limit is {max_chars}")
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _parse_docx_xml(xml: bytes, name: str):
+    """document.xml as a tree. Past 1 MB of XML, a first pass (expat, no tree) refuses it
+    as soon as an element is nested deeper than MAX_DOCX_XML_DEPTH: the tree of 10 MB of
+    nested elements took ~260 MB and 1.3 s to build. Smaller ones cannot cost much."""
+    if len(xml) > 1 << 20:
+        from xml.parsers import expat
+
+        depth = 0
+
+        def start(_name, _attrs):
+            nonlocal depth
+            depth += 1
+            if depth > MAX_DOCX_XML_DEPTH:
+                raise _TooDeep
+
+        def end(_name):
+            nonlocal depth
+            depth -= 1
+
+        parser = expat.ParserCreate()
+        parser.StartElementHandler, parser.EndElementHandler = start, end
+        try:
+            parser.Parse(xml, True)
+        except _TooDeep:
+            raise UnreadableDocument(name, f"document.xml nests elements more than {MAX_DOCX_XML_DEPTH} deep") from None
+        except expat.ExpatError as exc:
+            raise ElementTree.ParseError(str(exc)) from None
+    return ElementTree.fromstring(xml)
+
+
+def _docx_to_text(src, name: str, max_chars: int | None = None) -> str:
+    with zipfile.ZipFile(src) as zf:
         infos = zf.infolist()
         if len(infos) > MAX_ZIP_MEMBERS:
-            raise UnreadableDocument(path.name, f"zip with {len(infos)} members; the limit is {MAX_ZIP_MEMBERS}")
+            raise UnreadableDocument(name, f"zip with {len(infos)} members; the limit is {MAX_ZIP_MEMBERS}")
         if sum(i.file_size for i in infos) > MAX_ZIP_TOTAL_BYTES:
-            raise UnreadableDocument(path.name, f"zip expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
+            raise UnreadableDocument(name, f"zip expands to more than {MAX_ZIP_TOTAL_BYTES} bytes")
         info = zf.getinfo("word/document.xml")
         if info.file_size > MAX_DOCX_XML_BYTES:
-            raise UnreadableDocument(path.name, f"document.xml expands to {info.file_size} bytes; the limit is {MAX_DOCX_XML_BYTES}")
+            raise UnreadableDocument(name, f"document.xml expands to {info.file_size} bytes; the limit is {MAX_DOCX_XML_BYTES}")
         with zf.open(info) as fh:
             xml = fh.read(MAX_DOCX_XML_BYTES + 1)
         if len(xml) > MAX_DOCX_XML_BYTES:
-            raise UnreadableDocument(path.name, f"document.xml larger than {MAX_DOCX_XML_BYTES} bytes")
-    body = ElementTree.fromstring(xml).find(f"{_W}body")
+            raise UnreadableDocument(name, f"document.xml larger than {MAX_DOCX_XML_BYTES} bytes")
+    body = _parse_docx_xml(xml, name).find(f"{_W}body")
+    del xml
     if body is None:
         return ""
     lines: list[str] = []
@@ -124,28 +190,49 @@ def _docx_to_text(path: Path) -> str:
                 out.append("\n")
         return "".join(out)
 
+    size = 0
     for child in body:
+        start = len(lines)
         if child.tag == f"{_W}p":
             lines.append(para_text(child))
         elif child.tag == f"{_W}tbl":
             for row in child.iter(f"{_W}tr"):
                 cells = [" ".join(para_text(p) for p in tc.iter(f"{_W}p")) for tc in row.iter(f"{_W}tc")]
                 lines.append("\t".join(cells))
+        if max_chars is not None and len(lines) > start:
+            size += sum(text_size(line) for line in lines[start:])
+            if size > max_chars:
+                raise DocumentTooLarge(name, f"more than {max_chars} characters of text; the limit is {max_chars}")
     return "\n".join(lines)
 
 
-def _pdf_to_text(path: Path) -> str:
+def _pdf_to_text(src, name: str, max_chars: int | None = None, max_pages: int | None = MAX_PDF_PAGES,
+                 deadline: float | None = None) -> str:
     try:
         from pypdf import PdfReader
     except ImportError as exc:  # pragma: no cover - pypdf is a runtime dependency
-        raise UnreadableDocument(str(path), "PDF support needs the 'pypdf' package") from exc
-    reader = PdfReader(str(path))
+        raise UnreadableDocument(name, "PDF support needs the 'pypdf' package") from exc
+    reader = PdfReader(src)
     if reader.is_encrypted:
-        raise UnreadableDocument(str(path), "PDF is encrypted")
-    if len(reader.pages) > MAX_PDF_PAGES:
-        raise UnreadableDocument(path.name, f"PDF with {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES}")
+        raise UnreadableDocument(name, "PDF is encrypted")
+    n_pages = len(reader.pages)
+    if max_pages is not None and n_pages > max_pages:
+        raise DocumentTooLarge(name, f"PDF with {n_pages} pages; the limit is {max_pages}")
+    texts: list[str] = []
+    size = 0
+    for i, page in enumerate(reader.pages, 1):
+        if deadline is not None and time.monotonic() > deadline:
+            raise ReadingTooSlow(name, i, n_pages)
+        texts.append(page.extract_text() or "")
+        if max_chars is not None:
+            # Stop at the page that passes the limit: a PDF whose pages share one huge
+            # content stream yields its text again on every page.
+            size += text_size(texts[-1])
+            if size > max_chars:
+                raise DocumentTooLarge(name, f"more than {max_chars} characters of text in the first {i} of {n_pages} pages; "
+                                             f"the limit is {max_chars}")
     # Pages are separated by a form feed so that the repair step can find page furniture.
-    return "\n\f\n".join(page.extract_text() or "" for page in reader.pages)
+    return "\n\f\n".join(texts)
 
 
 _MD_MARKUP = re.compile(r"^\s{0,3}(#{1,6}\s+|>\s?)|\*\*|__|`")
@@ -155,8 +242,17 @@ def _markdown_to_text(text: str) -> str:
     return "\n".join(_MD_MARKUP.sub("", line) for line in text.split("\n"))
 
 
-def read_text(path: Path) -> str:
-    """Read a document file and return its text (not yet normalised)."""
+def read_text(path: Path, *, max_chars: int | None = None, max_pages: int | None = MAX_PDF_PAGES,
+              deadline: float | None = None) -> str:
+    """Read a document file and return its text (not yet normalised).
+
+    ``max_chars``: :class:`DocumentTooLarge` once the text passes this many characters
+    (white space not counted); a PDF stops being read at the page that passes it.
+    ``max_pages``: PDFs with more pages are refused (DocumentTooLarge). ``deadline``
+    (``time.monotonic()``): a PDF stops being read at the first page that starts after it
+    (:class:`ReadingTooSlow`); the API also kills a worker process still reading a little
+    after it (one page can take minutes)."""
+    path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
         raise UnreadableDocument(str(path), "no such file")
@@ -164,27 +260,48 @@ def read_text(path: Path) -> str:
         raise UnreadableDocument(str(path), "is a directory")
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableDocument(str(path), f"unsupported file type '{suffix or '(none)'}'")
+    return _read(path, suffix, str(path), path.name, max_chars, max_pages, deadline)
+
+
+def read_bytes(data: bytes, suffix: str, name: str = "<upload>", *, max_chars: int | None = None,
+               max_pages: int | None = MAX_PDF_PAGES, deadline: float | None = None) -> str:
+    """:func:`read_text` for a file's contents in memory (an upload): ``suffix`` says its
+    format; ``name`` is what error messages call it (never a path on the server)."""
+    suffix = suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnreadableDocument(name, f"unsupported file type '{suffix or '(none)'}'")
+    return _read(data, suffix, name, name, max_chars, max_pages, deadline)
+
+
+def _read(src: Path | bytes, suffix: str, where: str, name: str, max_chars, max_pages, deadline) -> str:
     try:
-        if suffix == ".docx":
-            return _docx_to_text(path)
-        if suffix == ".pdf":
-            return _pdf_to_text(path)
-        data = path.read_bytes()
+        if suffix in (".docx", ".pdf"):
+            file = io.BytesIO(src) if isinstance(src, bytes) else src
+            if suffix == ".docx":
+                text = _docx_to_text(file, name, max_chars)
+            else:
+                text = _pdf_to_text(file if isinstance(file, io.BytesIO) else str(file), name, max_chars, max_pages, deadline)
+            _check_size(name, text, max_chars)
+            return text
+        data = src if isinstance(src, bytes) else src.read_bytes()
     except UnreadableDocument:
         raise
     except FileNotFoundError as exc:
-        raise UnreadableDocument(str(path), "no such file") from exc
+        raise UnreadableDocument(where, "no such file") from exc
     except IsADirectoryError as exc:
-        raise UnreadableDocument(str(path), "is a directory") from exc
+        raise UnreadableDocument(where, "is a directory") from exc
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as exc:
-        raise UnreadableDocument(str(path), f"not a valid .docx file ({exc})") from exc
+        raise UnreadableDocument(where, f"not a valid .docx file ({exc})") from exc
     except OSError as exc:
-        raise UnreadableDocument(str(path), exc.strerror or str(exc)) from exc
+        raise UnreadableDocument(where, exc.strerror or str(exc)) from exc
+    except RecursionError as exc:
+        raise UnreadableDocument(where, f"cannot parse {suffix} (nested too deeply)") from exc
     except Exception as exc:  # pypdf raises many private error types
-        raise UnreadableDocument(str(path), f"cannot parse {suffix} ({type(exc).__name__}: {exc})") from exc
-    text = decode_bytes(data, str(path))
+        raise UnreadableDocument(where, f"cannot parse {suffix} ({type(exc).__name__}: {exc})") from exc
+    text = decode_bytes(data, where)
     if suffix in (".html", ".htm"):
-        return _html_to_text(text)
-    if suffix == ".md":
-        return _markdown_to_text(text)
+        text = _html_to_text(text)
+    elif suffix == ".md":
+        text = _markdown_to_text(text)
+    _check_size(name, text, max_chars)
     return text

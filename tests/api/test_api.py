@@ -28,7 +28,7 @@ def test_health_ready_model(base_url):
     # The compiled loops are built wherever the install found a C compiler (CI included).
     assert ready["engine"] == "sparse-compiled"
     model = httpx.get(base_url + "/v1/model").json()
-    assert model["version"] == ready["model"] and set(model["heads"]) == {"topic", "measure", "industry"}
+    assert model["version"] == ready["model"] and set(model["heads"]) == {"topic", "measure", "industry", "kind"}
 
 
 def test_tag_clauses_contract(base_url):
@@ -38,7 +38,8 @@ def test_tag_clauses_contract(base_url):
     j = r.json()
     assert j["count"] == 2 and [d["id"] for d in j["data"]] == ["a", "b"]
     d = j["data"][0]
-    assert list(d)[:9] == ["id", "doc", "section", "text", "topic", "measure", "industry", "scores", "model"]
+    assert list(d)[:10] == ["id", "doc", "section", "text", "topic", "measure", "industry", "kind", "scores", "model"]
+    assert isinstance(d["kind"], str) and d["kind"] in d["scores"]["kind"]
     assert d["city"] == "成都" and d["model"] == j["model"]
     assert "rent_subsidy" in d["measure"]
 

@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-import json
-import tempfile
 import threading
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import ValidationError
 
 from ...errors import InvalidInput, UnreadableDocument
-from ...ingest.documents import Document, doc_id_for, document_from_text, load_documents
-from ...ingest.readers import SUPPORTED_SUFFIXES
+from ...ingest.documents import Document, doc_id_for, document_from_text
+from ...ingest.readers import SUPPORTED_SUFFIXES, DocumentTooLarge, ReadingTooSlow, read_bytes
 from ...ingest.segment import segment
 from ...tagging import model_version, resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
+from ..jsonbody import parse_document_body
+from ..limits import JobLimits
 from ..schemas import DocumentIn, check_strings
 from ..security import require_write
 from .tag import FastJSON, check_evidence_limit, check_limits, render_json
@@ -23,10 +23,10 @@ router = APIRouter(prefix="/v1", tags=["documents"])
 
 # Upload names: a name that a file system can hold (at most 255 bytes) is accepted whatever
 # its length and never makes a 500; a longer one is refused with a 422 naming the limit.
-# The client's name is never a path on the server: the upload is read from a temporary file
-# of a fixed name (a 252-255-byte name plus the ".txt" added below would not fit), and the
-# document id made from the name is shortened past MAX_DOC_ID_CHARS (tagger.ingest.documents:
-# its start and a digest of the whole), so that GET /v1/documents/<id> can read it back.
+# The client's name is never a path on the server: the upload is read from memory (no file
+# is written: a worker process stopped mid-read leaves nothing behind), and the document id
+# made from the name is shortened past MAX_DOC_ID_CHARS (tagger.ingest.documents: its start
+# and a digest of the whole), so that GET /v1/documents/<id> can read it back.
 def upload_name(raw: str | None) -> str:
     """The client's file name, reduced to a safe base name, or a 422."""
     name = Path((raw or "upload.txt").replace("\\", "/")).name
@@ -36,24 +36,36 @@ def upload_name(raw: str | None) -> str:
     return name
 
 
-def _read_upload(data: bytes, name: str) -> list[Document]:
-    """Runs in the work pool: writing, reading and repairing a file is CPU work."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ("upload" + Path(name).suffix.lower())  # see upload_name
-        path.write_bytes(data)
-        try:
-            docs = load_documents(path, doc_id=doc_id_for(Path(name)))
-        except UnreadableDocument as exc:
-            # The reason only: the message must not show the server's temporary path.
-            raise InvalidInput("file", exc.reason) from None
-    for d in docs:
-        d.source = name
-    return docs
+def too_slow(what: str, seconds: float, where: str = "") -> InvalidInput:
+    """The answer (422) to a document still being read after TAGGER_PARSE_TIMEOUT."""
+    field = "body" if "JSON" in what else "file"
+    return InvalidInput(field, f"reading {what} took more than {seconds:g} s (TAGGER_PARSE_TIMEOUT) and was stopped{where}; "
+                               "it is too costly to read (e.g. a PDF whose pages repeat one huge content stream)")
+
+
+def _read_upload(data: bytes, name: str, settings) -> list[Document]:
+    """Runs in the work pool: reading and repairing a file is CPU work. Reading stops at
+    ``max_text_chars`` characters of text (a PDF at the page that passes it) and refuses
+    PDFs of more than ``max_pdf_pages`` pages: 413. A PDF stops being read at the first page
+    that starts after ``parse_timeout`` (422; in a worker process, one still reading a little
+    later is killed: tagger.api.workers)."""
+    suffix = Path(name).suffix.lower()
+    deadline = time.monotonic() + settings.parse_timeout if settings.parse_timeout > 0 else None
+    try:
+        text = read_bytes(data, suffix, name, max_chars=settings.max_text_chars, max_pages=settings.max_pdf_pages, deadline=deadline)
+    except ReadingTooSlow as exc:
+        raise too_slow(f"the {suffix} file", settings.parse_timeout, f" at page {exc.page} of {exc.pages}") from None
+    except DocumentTooLarge as exc:
+        raise HTTPException(status_code=413, detail=f"{exc.reason} (TAGGER_MAX_TEXT_CHARS, TAGGER_MAX_PDF_PAGES)") from None
+    except UnreadableDocument as exc:
+        raise InvalidInput("file", exc.reason) from None
+    return document_from_text(text, doc_id_for(Path(name)), source=name)
 
 
 async def _source_from_request(request: Request, settings) -> tuple[tuple, dict]:
     """The document to process, checked but not yet read: ``(("file", bytes, name), {})``
-    or ``(("text", text, doc_id), {title, region, year})``; see :func:`document_job`."""
+    or ``(("json", body, None), {})``; see :func:`document_job`. A JSON body is parsed
+    there, in the work pool: parsing 10 MB on the event loop stalled every request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=10)
@@ -72,25 +84,7 @@ async def _source_from_request(request: Request, settings) -> tuple[tuple, dict]
         return ("file", data, name), {}
     if ctype != "application/json":
         raise HTTPException(status_code=415, detail="send multipart/form-data with a 'file' part, or application/json {\"text\": ...}")
-    raw = await request.body()
-    try:
-        parsed = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidInput("body", "JSON must be UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("body", f"invalid JSON ({exc.msg}); send JSON {{\"text\": ...}} or multipart with a 'file'") from None
-    except RecursionError:
-        raise InvalidInput("body", "JSON nested too deeply") from None
-    check_strings(parsed)
-    try:
-        body = DocumentIn.model_validate(parsed)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(field, first["msg"]) from None
-    if len(body.text) > settings.max_text_chars:
-        raise HTTPException(status_code=413, detail=f"text of {len(body.text)} characters; the limit is {settings.max_text_chars}")
-    return ("text", body.text, body.doc), {"title": body.title, "region": body.region, "year": body.year}
+    return ("json", await request.body(), None), {}
 
 
 def _segment_and_tag(tagger, docs: list[Document], settings, **tag_kwargs) -> list[dict]:
@@ -110,15 +104,21 @@ def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | N
     """All the CPU work of one request, in a worker process (:mod:`tagger.api.workers`):
     read, segment, tag, store (``store_url``: ``?store=true``) and render. Returns the
     rendered answer and the clause count: only bytes go back to the server process."""
+    from ..workers import reading_done
+
     kind, payload, name = source
     if kind == "file":
-        docs = _read_upload(payload, name)
+        docs = _read_upload(payload, name, settings)
     else:
+        if kind == "json":
+            payload, name, meta = parse_document_body(payload, settings)
         docs = document_from_text(payload, name)
         for d in docs:
             d.title = meta.get("title") or d.title
             d.region = meta.get("region") or d.region
             d.year = meta.get("year") or d.year
+    # Read: the reading time limit (TAGGER_PARSE_TIMEOUT) ends here.
+    reading_done()
     data = _segment_and_tag(tagger, docs, settings, **tag_kwargs)
     version = model_version(tagger, tag_kwargs.get("overrides"))
     result = {"data": data, "count": len(data), "model": version, "documents": [d.info() for d in docs]}
@@ -176,6 +176,11 @@ async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, 
     # Rules as of this request: records, answer and store get one model stamp.
     ov = resolve_overrides(tagger, settings.overrides_file)
     store_url = settings.db_url if store else None
-    body, n = await pool.run_heavy(document_job, tagger, settings, source, meta, store_url, evidence=evidence, overrides=ov)
+    what = f"the {Path(source[2]).suffix.lower() or '.txt'} file" if source[0] == "file" else "the JSON body"
+    # Reading stops after TAGGER_PARSE_TIMEOUT (the worker is replaced); the work stops when
+    # the client goes away, but a store write, once begun, is let finish.
+    limits = JobLimits(read_seconds=settings.parse_timeout, what=what, cancellable_after_read=not store, too_slow=too_slow)
+    body, n = await pool.run_heavy(document_job, tagger, settings, source, meta, store_url, evidence=evidence, overrides=ov,
+                                   limits=limits, receive=request.receive)
     request.app.state.metrics.clauses.inc(n)
     return FastJSON(body)

@@ -7,6 +7,8 @@ from fastapi.responses import JSONResponse
 
 from ...tagging import resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
+from ..jsonbody import INLINE_JSON_BYTES, TAG_BODY_SCHEMA, parse_tag_body
+from ..limits import Busy, JobLimits
 from ..schemas import TagRequest, TagResponse, check_strings
 from ..security import require_json
 
@@ -75,12 +77,8 @@ def batch_tag(tagger, evidence: bool, overrides, clauses: list[dict]) -> list[di
     return tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides)
 
 
-@router.post("/tag", response_model=TagResponse, response_class=FastJSON, dependencies=[Depends(require_json)])
-async def tag(body: TagRequest, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, request: Request, evidence: bool = True):
-    """Tag clauses (or one text) in a single vectorisation pass.
-
-    Each record carries ``evidence`` (the text spans behind each label) unless
-    ``?evidence=false``, which is ~20x faster; and ``provenance`` (model or override rule)."""
+def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
+    """The clauses of a validated request, checked (strings, limits, evidence limit)."""
     if body.text is not None:
         check_strings(body.text, "text")
         clauses = [{"id": "text-" + hashlib.sha1(body.text.encode("utf-8")).hexdigest()[:12], "text": body.text}]
@@ -90,6 +88,37 @@ async def tag(body: TagRequest, tagger: TaggerDep, settings: SettingsDep, pool: 
     check_limits(len(clauses), sum(len(c["text"]) for c in clauses), settings)
     if evidence:
         check_evidence_limit(clauses, settings)
+    return clauses
+
+
+def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int]:
+    """A ``POST /v1/tag`` with a large body, all in the work pool (a worker process):
+    parse, validate, check, tag and render."""
+    from ..workers import tag_job
+
+    clauses = _clauses_of(parse_tag_body(raw, settings), settings, tag_kwargs.get("evidence", True))
+    return tag_job(tagger, settings, clauses, **tag_kwargs)
+
+
+@router.post("/tag", response_model=TagResponse, response_class=FastJSON, dependencies=[Depends(require_json)],
+             openapi_extra=TAG_BODY_SCHEMA)
+async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, evidence: bool = True):
+    """Tag clauses (or one text) in a single vectorisation pass.
+
+    Each record carries ``evidence`` (the text spans behind each label) unless
+    ``?evidence=false``, which is ~20x faster; and ``provenance`` (model or override rule)."""
+    # The body is read here, not by FastAPI: parsing a large one (up to max_json_bytes) on
+    # the event loop stalled every other request (tagger.api.jsonbody).
+    raw = await request.body()
+    if len(raw) > INLINE_JSON_BYTES:
+        # Parsed, validated, tagged and rendered in a worker process. (The override rules
+        # are pinned first: a broken rules file is a 503 before the body's own checks.)
+        ov = resolve_overrides(tagger, settings.overrides_file)
+        rendered, n = await pool.run_heavy(tag_body_job, tagger, settings, raw, evidence=evidence, overrides=ov,
+                                           limits=JobLimits(), receive=request.receive)
+        request.app.state.metrics.clauses.inc(n)
+        return FastJSON(rendered)
+    clauses = _clauses_of(parse_tag_body(raw, settings), settings, evidence)
     # The override rules as of this request, read off the event loop before the route ran
     # (deps.fresh_overrides, a router dependency) and pinned: no file access here. The
     # records and the answer's "model" carry the same stamp. A broken file: 503 (api/__init__).
@@ -98,10 +127,15 @@ async def tag(body: TagRequest, tagger: TaggerDep, settings: SettingsDep, pool: 
         # Big: tagged and rendered in a worker process, off this process's GIL.
         from ..workers import tag_job
 
-        rendered, n = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov)
+        rendered, n = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov,
+                                           limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
         return FastJSON(rendered)
-    # Small requests that arrive together share one model call (api/batcher.py).
+    # Small requests that arrive together share one model call (api/batcher.py). With the work
+    # queue full, one that needs the work pool is refused now (503), not after waiting in the
+    # batcher's queue for the batch under way.
+    if pool.full and (evidence or work_cost((len(c["text"]) for c in clauses), False) > settings.inline_clauses):
+        raise Busy(message="server shutting down, retry later" if pool.draining else None)
     data = await request.app.state.batcher.submit(clauses, tagger, evidence, ov) if clauses else []
     request.app.state.metrics.clauses.inc(len(data))
     # Returned as a response object: skips re-validating every record against the

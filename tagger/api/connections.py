@@ -1,0 +1,227 @@
+"""HTTP/1.1 connections for `tagger serve`: read deadlines, and what a shutdown does to a
+request that is still arriving.
+
+uvicorn closes a keep-alive connection after ``timeout_keep_alive`` but puts no deadline on
+anything else: a connection that never sends a byte, one that sends its headers a byte at a
+time, or one that stops before the end of its body is held for good, each with its
+buffers (reliability issue, item 5). :class:`TimedProtocol` is uvicorn's httptools
+protocol with one timer per connection, re-armed at each phase:
+
+* idle (connected, or a response sent, and no byte of a request yet): ``idle_timeout``,
+  then closed without a word (as uvicorn's keep-alive timeout does); bytes that begin no
+  request (blank lines) do not restart it;
+* headers (from the first byte of a request to the end of its headers): ``header_timeout``
+  in all, however the bytes trickle in; then ``408`` and closed;
+* body (from the end of the headers to the end of the body): ``body_timeout`` in all; then
+  ``408`` and closed, and the application's ``receive()`` answers ``http.disconnect``.
+  While the server itself is not reading (flow control: the application has not taken the
+  last 64 KiB yet, or a pipelined request waits for the one before it) the deadline moves on.
+
+Deadlines are totals, not gaps between reads, so a client sending a byte a second is cut
+like one sending nothing. A request being processed (body complete) has no deadline here.
+
+At a shutdown (SIGTERM) uvicorn closes idle connections and lets running requests finish;
+it also waits for requests that are still being *received*, for as long as their clients
+take. Here those are refused instead (``503`` + ``Retry-After``, closed): the server takes
+no new work once it is stopping, and slow clients cannot hold it up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+__all__ = ["ReadTimeouts", "protocol_class", "CUT_KEY"]
+
+# Set in a request's ASGI scope when the connection was cut by a deadline or a shutdown
+# (tagger.api.bodies logs the reason in one line instead of "client disconnected").
+CUT_KEY = "tagger.cut"
+
+logger = logging.getLogger("uvicorn.error")
+
+
+@dataclass(frozen=True)
+class ReadTimeouts:
+    """Seconds; see the module docstring. ``shutdown``: how long running requests get to
+    finish after SIGTERM before they are cancelled."""
+
+    idle: float = 5.0
+    header: float = 10.0
+    body: float = 60.0
+    shutdown: float = 3.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "ReadTimeouts":
+        return cls(idle=settings.idle_timeout, header=settings.header_timeout, body=settings.body_timeout,
+                   shutdown=settings.shutdown_timeout)
+
+
+def _response(status: int, reason: str, error: str, message: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    body = json.dumps({"error": error, "message": message}).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+            "connection: close", *(f"{k}: {v}" for k, v in extra)]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+_CLASS = None
+
+
+def protocol_class():
+    """The protocol class to give uvicorn (``Config(http=...)``); it reads its deadlines from
+    ``config.read_timeouts`` (a :class:`ReadTimeouts`; defaults if missing)."""
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _make_class()
+    return _CLASS
+
+
+def _make_class():
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class TimedProtocol(HttpToolsProtocol):
+        def __init__(self, config, server_state, app_state, _loop=None) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self.deadlines: ReadTimeouts = getattr(config, "read_timeouts", None) or ReadTimeouts()
+            self.phase = "idle"  # idle | head | body | busy
+            self.timer = None
+
+        # -- timers -----------------------------------------------------------------------
+        def _arm(self, seconds: float, handler) -> None:
+            self._disarm()
+            if seconds and seconds > 0:
+                self.timer = self.loop.call_later(seconds, handler)
+
+        def _disarm(self) -> None:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+
+        def _responding(self) -> bool:
+            """A response (to this request or a pipelined earlier one) is under way."""
+            return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+        def _to_idle(self) -> None:
+            self.phase = "idle"
+            self._unset_keepalive_if_required()  # ours instead: blank lines do not extend it
+            self._arm(self.deadlines.idle, self._idle_expired)
+
+        def _idle_expired(self) -> None:
+            self.timer = None
+            if self.transport.is_closing() or self.phase != "idle":
+                return
+            if self._responding():
+                return  # not idle after all; the response's end re-arms
+            self.transport.close()
+
+        def _head_expired(self) -> None:
+            self.timer = None
+            if self.transport.is_closing() or self.phase != "head":
+                return
+            if self._responding():  # a pipelined request: its deadline starts after the response
+                self._arm(self.deadlines.header, self._head_expired)
+                return
+            logger.warning("request headers not received within %s s: answered 408, closed", _fmt(self.deadlines.header))
+            self._refuse(408, "Request Timeout", "request_timeout",
+                         f"request headers not received within {_fmt(self.deadlines.header)} s", "header timeout")
+
+        def _body_expired(self) -> None:
+            self.timer = None
+            if self.transport.is_closing() or self.phase != "body":
+                return
+            if self.flow.read_paused:  # the server is not reading: not the client's delay
+                self._arm(self.deadlines.body, self._body_expired)
+                return
+            scope = self.cycle.scope
+            logger.warning("request body not received within %s s: %s %s answered 408, closed", _fmt(self.deadlines.body),
+                           scope.get("method", "?"), scope.get("path", "?"))
+            self._refuse(408, "Request Timeout", "request_timeout",
+                         f"request body not received within {_fmt(self.deadlines.body)} s", "body timeout")
+
+        def _refuse(self, status: int, reason: str, error: str, message: str, why: str, extra=()) -> None:
+            """Answer ``status`` (unless a response has begun) and close. The request's
+            application task, if any, sees ``http.disconnect`` and its sends are dropped."""
+            self._disarm()
+            if self.pipeline:  # an earlier response is being written: nothing can go in between
+                self.transport.close()
+                return
+            cycle = self.cycle if self.phase == "body" else None
+            if cycle is not None:
+                cycle.scope[CUT_KEY] = why
+                if cycle.response_started:
+                    self.transport.close()
+                    return
+                cycle.disconnected = True
+                cycle.message_event.set()
+            elif self._responding():
+                self.transport.close()
+                return
+            self.phase = "closed"
+            self.transport.write(_response(status, reason, error, message, extra))
+            self.transport.close()
+
+        # -- connection and parser events -----------------------------------------------
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm(self.deadlines.idle, self._idle_expired)
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            self.phase = "closed"
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.phase = "head"
+            self._arm(self.deadlines.header, self._head_expired)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self.phase = "body"
+            self._arm(self.deadlines.body, self._body_expired)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+                self._to_idle()  # answered before its body was read (413, 503 ...)
+            else:
+                self.phase = "busy"
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)
+            super().on_response_complete()
+            if self.transport.is_closing() or pipelined:
+                return
+            if self.phase == "busy":
+                self._to_idle()
+            # "head"/"body": the next request (or the rest of this one's body) is arriving,
+            # under its own deadline.
+            elif self.phase in ("head", "body"):
+                self._unset_keepalive_if_required()
+
+        def timeout_keep_alive_handler(self) -> None:  # replaced by the idle deadline
+            pass
+
+        # -- shutdown --------------------------------------------------------------------
+        def shutdown(self) -> None:
+            if self.transport.is_closing():
+                return
+            if self.pipeline:  # requests queued behind a running one: closed after its response
+                super().shutdown()
+            elif self.phase == "body" and self.cycle is not None and not self.cycle.response_started:
+                self._refuse_at_shutdown()
+            elif self.phase == "head" and not self._responding():
+                self._refuse_at_shutdown()
+            else:
+                super().shutdown()  # idle: closed; busy: closed after its response
+
+        def _refuse_at_shutdown(self) -> None:
+            self._refuse(503, "Service Unavailable", "shutting_down", "server is shutting down, retry later", "shutdown",
+                         (("retry-after", "1"),))
+
+    return TimedProtocol
