@@ -258,7 +258,7 @@ def test_document_view_lists_clauses_in_order(base_url, page):
     # Each clause carries its tags.
     for li, c in zip(items, api["clauses"]):
         shown = {(ch.get_attribute("data-head"), ch.get_attribute("data-label")) for ch in li.query_selector_all(".chip")}
-        assert shown == {(h, lab) for h in ("topic", "measure", "industry") for lab in c[h]}
+        assert shown == {(h, lab) for h in ("topic", "measure", "industry") for lab in c[h]} | {("kind", c["kind"])}
 
     # The link opens the same view on its own, and back returns to the filtered table.
     page.click("#doc-back")
