@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from tagger.model.gates import apply_gate
+from tagger.model.gates import apply_gate, most_probable
 from tagger.taxonomy import HEADS, KIND, MULTI_HEADS, SINGLE_HEADS
 
 from .data import Dataset
@@ -195,13 +195,6 @@ class Evaluator:
             out = {name: apply_gate(p, kp[name], labels[gate["by"]], labels[head], gate) for name, p in out.items()}
         return out
 
-    @staticmethod
-    def _argmax(p: np.ndarray) -> np.ndarray:
-        pred = np.zeros(p.shape, dtype=int)
-        if len(p):
-            pred[np.arange(len(p)), np.argmax(p, axis=1)] = 1
-        return pred
-
     # -- scores ---------------------------------------------------------------------------
     def oof(self, fset: str, spec: ModelSpec, head: str) -> np.ndarray:
         P = self.spec_probs(fset, spec, head)
@@ -215,7 +208,7 @@ class Evaluator:
         probabilities at thresholds tuned on the other folds (cross-fitted)."""
         Y, oof = self.ds.Y[head], self.oof(fset, spec, head)
         if head in SINGLE_HEADS:
-            return self._argmax(oof)
+            return most_probable(oof).astype(int)
         pred = np.zeros_like(Y)
         for k, (_, te) in enumerate(self.folds):
             others = self.fold_of != k
@@ -240,7 +233,7 @@ class Evaluator:
             return None
         P, Y = self.spec_probs(fset, spec, head), self.ds.Y[head]
         if head in SINGLE_HEADS:
-            return self._argmax(P["time"])
+            return most_probable(P["time"]).astype(int)
         if self.inner:
             inner_idx = np.concatenate([te for _, te in self.inner])
             inner_p = np.concatenate([P[f"inner{k}"] for k in range(len(self.inner))])

@@ -16,7 +16,7 @@ import numpy as np
 
 from tagger.model.bundle import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, USERDICT_FILE
 from tagger.model.features import DEFAULT_USERDICT, Tokenizer, userdict_hash
-from tagger.model.gates import GATE_MODES, RULES_V11, apply_gate
+from tagger.model.gates import GATE_MODES, RULES_V11, apply_gates
 from tagger.taxonomy import HEADS, KIND, MULTI_HEADS, Taxonomy
 
 from .data import Dataset, document_years, load_dataset
@@ -326,9 +326,7 @@ def _self_test(ds: Dataset, raw_texts: list[str], onnx_bytes: bytes, cv: CVResul
     rich = [i for i in range(len(ds)) if all(ds.Y[h][i].any() for h in HEADS)]
     pool = rich if len(rich) >= SELF_TEST_N else list(range(len(ds)))
     idx = sorted(rng.choice(pool, size=min(SELF_TEST_N, len(pool)), replace=False).tolist())
-    raw = onnx_probabilities(onnx_bytes, [ds.texts[i] for i in idx], HEADS)
-    labels = ds.taxonomy.labels
-    probs = {h: apply_gate(raw[h], raw[g["by"]], labels[g["by"]], labels[h], g) if (g := gates.get(h)) else raw[h] for h in HEADS}
+    probs = apply_gates(onnx_probabilities(onnx_bytes, [ds.texts[i] for i in idx], HEADS), ds.taxonomy.labels, gates)
     return {
         "texts": [raw_texts[i] for i in idx],
         "scores": {h: [dict(zip(ds.taxonomy.labels[h], np.round(probs[h][k].astype(np.float64), 6).tolist())) for k in range(len(idx))] for h in HEADS},

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["GATE_MODES", "RULES_V11", "gate_factors", "apply_gate"]
+__all__ = ["GATE_MODES", "RULES_V11", "gate_factors", "apply_gate", "apply_gates", "most_probable"]
 
 GATE_MODES = ("none", "hard", "soft")
 
@@ -63,3 +63,21 @@ def apply_gate(probs: np.ndarray, kind_probs: np.ndarray, kind_labels: Sequence[
         return probs
     f = gate_factors(kind_probs, kind_labels, head_labels, gate["allowed"], gate["mode"])
     return (probs * f).astype(probs.dtype, copy=False)
+
+
+def apply_gates(raw: Mapping[str, np.ndarray], labels: Mapping[str, Sequence[str]], gates: Mapping[str, Mapping]) -> dict:
+    """Every head's output with its gate applied (``gates``: head -> gate, as in the manifest);
+    a new dict, ``raw`` is kept (a gate reads the raw output of the head it names)."""
+    out = dict(raw)
+    for h, g in gates.items():
+        out[h] = apply_gate(raw[h], raw[g["by"]], labels[g["by"]], labels[h], g)
+    return out
+
+
+def most_probable(p: np.ndarray) -> np.ndarray:
+    """A boolean mask with exactly the most probable label of each row set: how a
+    single-label head (kind) decides, at serving and in evaluation alike."""
+    mask = np.zeros(p.shape, dtype=bool)
+    if len(p):
+        mask[np.arange(len(p)), np.argmax(p, axis=1)] = True
+    return mask

@@ -18,7 +18,7 @@ from ..errors import InvalidBundle
 from ..taxonomy import HEADS, SINGLE_HEADS
 from .bundle import MODEL_FILE, USERDICT_FILE, Manifest, read_manifest
 from .features import Tokenizer, userdict_hash
-from .gates import apply_gate
+from .gates import apply_gates, most_probable
 
 __all__ = ["Tagger", "Prediction", "resolve_bundle_dir", "load_tagger"]
 
@@ -179,13 +179,7 @@ class Tagger:
 
     def gated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The bundle's kind gates applied to raw head outputs (a new dict; ``raw`` is kept)."""
-        if not self._gates:
-            return raw
-        out = dict(raw)
-        for h, g in self._gates.items():
-            by = g["by"]
-            out[h] = apply_gate(raw[h], raw[by], self._labels[by], self._labels[h], g)
-        return out
+        return apply_gates(raw, self._labels, self._gates) if self._gates else raw
 
     def onnx_probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The ONNX graph itself (with the bundle's gates), whatever the serving path (parity checks)."""
@@ -214,13 +208,8 @@ class Tagger:
         cols = {}
         for h in HEADS:
             p = probs[h]
-            if h in SINGLE_HEADS:
-                # exactly one label: the most probable (thresholds do not apply)
-                mask = np.zeros(p.shape, dtype=bool)
-                if len(p):
-                    mask[np.arange(len(p)), np.argmax(p, axis=1)] = True
-            else:
-                mask = p >= self._th[h]
+            # a single-label head takes its most probable label; thresholds do not apply
+            mask = most_probable(p) if h in SINGLE_HEADS else p >= self._th[h]
             cols[h] = (self._labels[h], mask.tolist(), np.round(p.astype(np.float64), 6).tolist())
         preds = []
         for i in range(n):

@@ -5,23 +5,10 @@ adjudication (the adjudicated label replaces pass 1's where they differ).
 
 usage: python labels/work/v11/agreement.py [--json]
 """
-import glob
 import json
 import sys
-from pathlib import Path
 
-W = Path(__file__).resolve().parent
-MULTI = ("topic", "measure", "industry")
-
-
-def load(pattern):
-    out = {}
-    for f in sorted(glob.glob(str(W / pattern))):
-        for line in open(f, encoding="utf-8"):
-            if line.strip():
-                r = json.loads(line)
-                out[r["id"]] = r
-    return out
+from build import MULTI, W, load  # the same readers as the assembly (this folder is on sys.path)
 
 
 def micro(a, b, ids, h):

@@ -24,7 +24,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-W = Path("labels/work/v11")
+W = Path(__file__).resolve().parent
 MULTI = ("topic", "measure", "industry")
 
 
