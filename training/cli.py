@@ -16,7 +16,7 @@ from tagger.errors import TaggerError
 __all__ = ["main"]
 
 # The shipped choice, from the variants table in models/policy-tagger/README.md.
-DEFAULT_FEATURES = "lexicon"
+DEFAULT_FEATURES = "lexicon+structure"
 DEFAULT_CANDIDATES = ("nb_logreg", "lgbm", "avg:nb_logreg+lgbm", "avg:logreg+lgbm")
 
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--splits", type=int, default=5)
         s.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
                        help="model specs tried per head: logreg, lgbm, nb_logreg, avg:A+B, with @recency for recency weights")
-        s.add_argument("--features", default=DEFAULT_FEATURES, choices=["base", "char4", "lexicon", "char4+lexicon"], help="feature set (training/experiments.py)")
+        s.add_argument("--features", default=DEFAULT_FEATURES, choices=["base", "char4", "lexicon", "char4+lexicon", "lexicon+structure"], help="feature set (training/experiments.py)")
         s.set_defaults(func=fn)
         if name == "train":
             s.add_argument("--out", help="bundle folder to export a champion to (default: models/policy-tagger)")

@@ -53,6 +53,7 @@ FEATURE_SETS = {
     "char4": FeatureConfig(char_ngram=(1, 4)),
     "lexicon": FeatureConfig(lexicon=True),
     "char4+lexicon": FeatureConfig(char_ngram=(1, 4), lexicon=True),
+    "lexicon+structure": FeatureConfig(lexicon=True, structure=True),
 }
 
 

@@ -35,6 +35,10 @@ class FeatureConfig:
     # (training/keyword_rules.yaml). It carries the guide's prior knowledge to vocabulary
     # the labeled documents do not have yet (大模型 in 2023 text, when training stops at 2022).
     lexicon: bool = False
+    # Marker tokens for the clause's shape (tagger.model.features.structure_markers): length
+    # class, last character, the first word after a leading enumerator. Time split, logistic
+    # regression, kind: accuracy 0.818 -> 0.830, macro-F1 0.777 -> 0.794; grouped CV 0.839 -> 0.846.
+    structure: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -119,7 +119,7 @@ def evaluate(cfg: TrainConfig, log=print) -> Evaluation:
     years = [years_by_doc.get(d) for d in ds.docs]
     raw_texts = list(ds.texts)
     # The pure-Python engine at training time: it is the reference the fast path is tested against.
-    ds.texts = Tokenizer(cfg.userdict, engine="jieba").batch(ds.texts)
+    ds.texts = Tokenizer(cfg.userdict, engine="jieba", structure=cfg.features.structure).batch(ds.texts)
     log(f"{len(ds)} clauses from {len(set(ds.docs))} documents, data hash {ds.hash[:12]}; tokenised in {time.time() - t0:.1f}s")
     specs = [ModelSpec.parse(c) for c in cfg.candidates]
     ev = Evaluator(ds, years, n_splits=cfg.n_splits, seed=cfg.seed, log=log)
@@ -223,6 +223,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             "userdict": USERDICT_FILE,
             "userdict_sha256": userdict_hash(cfg.userdict),
             "fast_path": "jieba_next when installed (parity-tested)",
+            "structure_markers": bool(cfg.features.structure),
         },
         "features": {"set": cfg.feature_set, **cfg.features.to_dict(), "n_features": int(X.shape[1])},
         "training_data": {

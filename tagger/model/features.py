@@ -6,6 +6,14 @@ The word vectoriser splits on " " and the char vectoriser reads the same string,
 ONNX's RE2 tokeniser never sees Chinese word boundaries it cannot handle (see
 ../shared notes: skl2onnx's default token pattern silently drops every Chinese token).
 
+With ``structure=True`` (a bundle whose manifest says ``tokenizer.structure_markers``) the
+tokens start with two marker tokens, the clause's length class and how it ends, and a
+start marker follows a leading enumerator ("（一）", "1.", "第三条"): what sort of sentence a
+clause is (``kind``) shows in its shape as much as in its words, and n-grams alone cannot see
+"short, no full stop" or "the first word after the number". Markers are single
+Private-Use-Area characters (U+E000-U+E0FF): they never occur in normalised text, are not
+word characters (evidence never offers them as spans) and have no offsets in the text.
+
 ``jieba_next`` (Rust) is used when installed: parity with jieba is tested on the corpus;
 ``TAGGER_TOKENIZER=jieba`` forces the pure-Python engine.
 """
@@ -15,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 from ..ingest.textnorm import normalize_text
 
-__all__ = ["Tokenizer", "DEFAULT_USERDICT", "model_text", "userdict_hash"]
+__all__ = ["Tokenizer", "DEFAULT_USERDICT", "model_text", "userdict_hash", "structure_markers", "is_marker"]
 
 DEFAULT_USERDICT = Path(__file__).resolve().parent.parent / "resources" / "userdict.txt"
 
@@ -36,6 +45,43 @@ def model_text(text: str) -> str:
 
     Cached (a batch's worth): tokenising and the override rules both need it per clause."""
     return " ".join(normalize_text(text).split("\n")).strip()
+
+
+# Length classes (characters without spaces): <=8, <=16, <=32, <=64, <=128, longer.
+_LENGTHS = ((8, "\ue001"), (16, "\ue002"), (32, "\ue003"), (64, "\ue004"), (128, "\ue005"))
+_LONGER = "\ue006"
+# Last character: full stop, semicolon, colon, comma, closing bracket, digit, anything else.
+_ENDS = {"。": "\ue011", "！": "\ue011", "；": "\ue012", ";": "\ue012", "：": "\ue013", ":": "\ue013",
+         "，": "\ue014", ",": "\ue014", "）": "\ue015", ")": "\ue015"}
+_END_DIGIT, _END_OTHER = "\ue016", "\ue017"
+START_MARKER = "\ue020"
+_ENUM = re.compile(r"^(第[一二三四五六七八九十百零〇\d]+[条章节款]|[（(][一二三四五六七八九十\d]+[）)]|"
+                   r"[一二三四五六七八九十]+[、.．]|\d+[.、．](?!\d)|[①-⑳]|——|—|[-•·])\s*")
+
+
+def is_marker(token: str) -> bool:
+    """A structure marker token (not text): one Private-Use-Area character."""
+    return len(token) == 1 and "\ue000" <= token <= "\ue0ff"
+
+
+def structure_markers(tokens: list[str], norm: str) -> list[str]:
+    """``tokens`` (the cut of ``norm``) with the length and ending markers in front and the
+    start marker after a leading enumerator (at the very start when the enumerator does not
+    end on a token boundary)."""
+    flat = norm.replace(" ", "")
+    length = next((m for n, m in _LENGTHS if len(flat) <= n), _LONGER)
+    last = flat[-1:]
+    end = _ENDS.get(last) or (_END_DIGIT if last.isdigit() else _END_OTHER)
+    k = 0
+    m = _ENUM.match(flat)
+    if m:
+        enum, acc = m.group(0).replace(" ", ""), ""
+        while k < len(tokens) and len(acc) < len(enum):
+            acc += tokens[k]
+            k += 1
+        if acc != enum:
+            k = 0
+    return [length, end, *tokens[:k], START_MARKER, *tokens[k:]]
 
 
 def _merge_dashes(tokens: list[str]) -> list[str]:
@@ -53,8 +99,9 @@ def _merge_dashes(tokens: list[str]) -> list[str]:
 class Tokenizer:
     """A private jieba instance with the user dictionary loaded once, at start-up."""
 
-    def __init__(self, userdict: Path = DEFAULT_USERDICT, engine: str | None = None):
+    def __init__(self, userdict: Path = DEFAULT_USERDICT, engine: str | None = None, structure: bool = False):
         self.userdict = Path(userdict)
+        self.structure = structure
         self.engine = engine or os.environ.get("TAGGER_TOKENIZER", "auto")
         mod = None
         if self.engine in ("auto", "jieba_next"):
@@ -108,7 +155,8 @@ class Tokenizer:
         toks = self._cut(text) if self._fast else self._tok.lcut(text)
         if "-" in text:
             toks = _merge_dashes(toks)
-        return [t for t in toks if t.strip()]
+        toks = [t for t in toks if t.strip()]
+        return structure_markers(toks, text) if self.structure else toks
 
     def _cut(self, sentence: str) -> list[str]:
         """jieba_next's ``Tokenizer.cut(sentence)`` (accurate mode, HMM) in one loop that

@@ -45,7 +45,7 @@ class Tagger:
             raise InvalidBundle(str(self.folder), f"{USERDICT_FILE} does not match the hash in the manifest")
         self._threads = threads if threads is not None else int(os.environ.get("TAGGER_ONNX_THREADS", "0"))
         self._session = None
-        self.tokenizer = Tokenizer(ud)
+        self.tokenizer = Tokenizer(ud, structure=bool(self.manifest.tokenizer.get("structure_markers")))
         self.heads = HEADS
         self._labels = {h: self.manifest.labels(h) for h in HEADS}
         self._th = {h: np.asarray(self.manifest.thresholds(h), dtype=np.float32) for h in HEADS}
