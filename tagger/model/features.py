@@ -155,8 +155,10 @@ class Tokenizer:
         toks = self._cut(text) if self._fast else self._tok.lcut(text)
         if "-" in text:
             toks = _merge_dashes(toks)
-        toks = [t for t in toks if t.strip()]
-        return structure_markers(toks, text) if self.structure else toks
+        if not self.structure:
+            return [t for t in toks if t.strip()]
+        # A Private-Use-Area character in the text itself would pose as a marker: dropped.
+        return structure_markers([t for t in toks if t.strip() and not is_marker(t)], text)
 
     def _cut(self, sentence: str) -> list[str]:
         """jieba_next's ``Tokenizer.cut(sentence)`` (accurate mode, HMM) in one loop that

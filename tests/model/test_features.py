@@ -49,3 +49,45 @@ def test_without_the_rust_table_it_falls_back_to_lcut(tokenizers, monkeypatch):
     monkeypatch.setattr(fast._tok, "_ensure_rust_prefix", lambda: None)
     text = "对新引进的人工智能企业给予房租补贴"
     assert fast(text) == public(text) != ""
+
+
+# -- structure markers ---------------------------------------------------------------------
+
+from tagger.model.features import START_MARKER, is_marker  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def marked():
+    return Tokenizer(DEFAULT_USERDICT, engine="jieba", structure=True)
+
+
+@pytest.mark.parametrize(
+    "text, length, end, before_start",
+    [
+        ("（一）对新落户企业给予奖励。", "\ue002", "\ue011", ["（", "一", "）"]),
+        ("第三条 本办法适用于本市。", "\ue002", "\ue011", ["第三条"]),
+        ("1.发放算力券；", "\ue001", "\ue012", ["1", "."]),
+        ("联系电话：0571-1234", "\ue002", "\ue016", []),
+        ("到2025年，规模突破1000亿元", "\ue003", "\ue017", []),
+        ("各区人民政府：", "\ue001", "\ue013", []),
+        ("对" * 200, "\ue006", "\ue017", []),
+    ],
+)
+def test_markers_describe_the_shape(marked, text, length, end, before_start):
+    toks = marked.tokens(text)
+    assert toks[:2] == [length, end]
+    k = toks.index(START_MARKER)
+    assert toks[2:k] == before_start
+    # the words themselves are the unmarked tokenizer's, in order
+    plain = Tokenizer(DEFAULT_USERDICT, engine="jieba").tokens(text)
+    assert [t for t in toks if not is_marker(t)] == plain
+
+
+def test_markers_are_not_words_and_text_cannot_fake_them(marked):
+    toks = marked.tokens("\ue011对企业\ue020给予奖励")
+    assert sum(map(is_marker, toks)) == 3  # length, end, start: the text's own PUA characters are gone
+    assert not any(ch.isalnum() for t in toks if is_marker(t) for ch in t)
+
+
+def test_unmarked_bundle_tokenizer_has_no_markers():
+    assert not any(map(is_marker, Tokenizer(DEFAULT_USERDICT, engine="jieba").tokens("（一）对新落户企业给予奖励。")))
