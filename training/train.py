@@ -198,7 +198,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": "policy-tagger",
-        "version": f"{created:%Y.%m.%d}-{ds.hash[:8]}",
+        # Date and time: two runs on the same labels in one day are two versions (the store and
+        # the resume logic key on it).
+        "version": f"{created:%Y.%m.%d.%H%M}-{ds.hash[:8]}",
         "created_at": created.isoformat(timespec="seconds"),
         "input": {
             "name": INPUT_NAME,
