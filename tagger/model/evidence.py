@@ -42,6 +42,7 @@ head present, a key for every label asked for, spans sorted by weight (descendin
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Mapping, Sequence
 
@@ -177,9 +178,13 @@ def _token_offsets(norm: str, tokens: list[str]) -> list[tuple[int, int] | None]
     return out
 
 
+# Letters, digits and CJK ideographs; marker characters (Private Use Area) are none of them.
+_WORD = re.compile(r"[^\W_]")
+
+
 def _is_word(token: str) -> bool:
     # Punctuation is never shown as evidence, and skipping it saves ~15% of the variants.
-    return any(ch.isalnum() for ch in token)
+    return _WORD.search(token) is not None
 
 
 class _Scorer:
@@ -346,10 +351,10 @@ def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts
     strings = [token_texts[i] if token_texts is not None else tagger.tokenizer(texts[i]) for i in todo]
     asked = [[(h, lab) for h in HEADS for lab in wanted[i].get(h, ())] for i in todo]
     found = sparse.explain(strings, [[(h, cols[h][lab]) for h, lab in a] for a in asked])
-    for i, string, labels, res in zip(todo, strings, asked, found):
-        if res is None:
+    for i, string, labels, scores in zip(todo, strings, asked, found):
+        if scores is None:
             continue
-        spans = _clause_spans(texts[i], string, res, max_spans)
+        spans = _clause_spans(texts[i], string, scores, max_spans)
         if spans is None:
             continue
         for (h, lab), sp in zip(labels, spans):
@@ -357,59 +362,33 @@ def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts
     return out
 
 
-def _token_scores(string: str, tokens: list[str], res: dict) -> np.ndarray:
-    """(labels x tokens): each feature's contribution, shared out over its occurrences and
-    their characters, summed per token of the token string."""
-    lens = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    starts = np.cumsum(lens + 1) - (lens + 1)
-    n_chars = len(string)
-    tok_of = np.full(n_chars + 1, -1, np.int64)  # the token of each character; spaces -1
-    pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-    tok_of[pos] = np.repeat(np.arange(len(tokens)), lens)
-    s, e, entry, contrib = res["start"], res["end"], res["entry"], res["contrib"]
-    scores = np.zeros((contrib.shape[0], len(tokens)))
-    if not len(s):
-        return scores
-    cps = np.frombuffer(string.encode("utf-32-le"), dtype=np.uint32)
-    marker = np.r_[0, np.cumsum((cps >= 0xE000) & (cps <= 0xE0FF))]
-    per_entry = np.bincount(entry, minlength=contrib.shape[1])  # occurrences of each feature
-    ok = marker[e] == marker[s]  # no marker character inside
-    s, e, entry = s[ok], e[ok], entry[ok]
-    L = e - s
-    occ = np.repeat(np.arange(len(s)), L)
-    ch = np.arange(int(L.sum())) - np.repeat(np.cumsum(L) - L, L) + np.repeat(s, L)
-    tk = tok_of[ch]
-    keep = tk >= 0
-    occ, tk = occ[keep], tk[keep]
-    chars = np.bincount(occ, minlength=len(s))
-    share = 1.0 / (chars[occ] * per_entry[entry[occ]])
-    M = np.zeros((contrib.shape[1], len(tokens)))
-    np.add.at(M, (entry[occ], tk), share)
-    return contrib @ M
-
-
-def _clause_spans(text: str, string: str, res: dict, max_spans: int) -> list[list[dict]] | None:
-    """Spans per wanted label (the order of ``res["contrib"]``'s rows), or None if the
-    token string cannot be aligned with the text."""
+def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) -> list[list[dict]] | None:
+    """Spans per wanted label (the rows of ``scores``, one column per token of ``string``),
+    or None if the token string cannot be aligned with the text."""
     norm, pos = map_to_original(text)
     if pos is None:
         return None
-    tokens = string.split(" ")
-    scores = _token_scores(string, tokens, res)
-    offs = _token_offsets(norm, tokens)
-    word = [o is not None and _is_word(t) for t, o in zip(tokens, offs)]
+    tokens = string.split(" ") if string else []
+    if "".join(tokens) == norm.replace(" ", "") and len(norm) == len(norm.replace(" ", "")):
+        # The common case (no spaces in the text, no markers): tokens tile the text.
+        ends = np.cumsum([len(t) for t in tokens]).tolist()
+        offs = [(e - len(t), e) for t, e in zip(tokens, ends)]
+    else:
+        offs = _token_offsets(norm, tokens)
+    word = [o is not None and _WORD.search(t) is not None for t, o in zip(tokens, offs)]
     plain = [w and t not in FUNCTION_WORDS for t, w in zip(tokens, word)]
-    return [_pick_spans(text, pos, offs, word, plain, row, max_spans) for row in scores]
+    orders = np.argsort(-scores, axis=1, kind="stable").tolist()
+    return [_pick_spans(text, pos, offs, word, plain, row, order, max_spans) for row, order in zip(scores, orders)]
 
 
-def _pick_spans(text, pos, offs, word, plain, score, max_spans) -> list[dict]:
+def _pick_spans(text, pos, offs, word, plain, score, order, max_spans) -> list[dict]:
     """Runs of the label's best tokens, as spans of ``text``.
 
     Tokens are taken best first (positive share, a word that is not a function word, at
     least :data:`MIN_SHARE` of the best one's share); adjacent taken tokens form one span,
     until there are ``max_spans`` spans that are neither a single character nor a function
     word. Only if a label has no such span at all does it get its best token anyway."""
-    order = [k for k in np.argsort(-score, kind="stable").tolist() if score[k] > 0]
+    order = [k for k in order if score[k] > 0]
     cand = [k for k in order if plain[k]] or [k for k in order if word[k]][:1]
     if not cand:
         return []
@@ -421,7 +400,7 @@ def _pick_spans(text, pos, offs, word, plain, score, max_spans) -> list[dict]:
             break
         taken.add(k)
         runs = _runs(taken)
-        if len(_distinct(text, pos, offs, runs)) >= max_spans:
+        if len(runs) >= max_spans and len(_distinct(text, pos, offs, runs)) >= max_spans:
             break
     good = _distinct(text, pos, offs, runs)
     if not good:

@@ -482,14 +482,13 @@ class SparseModel:
                 slot = m["cols"][j]
         return lin, slot
 
-    def explain(self, token_texts: Sequence[str], wanted: Sequence[Sequence[tuple[str, int]]]) -> list[dict | None]:
-        """Per clause, what each feature of it added to the logit of each wanted label.
+    def explain(self, token_texts: Sequence[str], wanted: Sequence[Sequence[tuple[str, int]]]) -> list[np.ndarray | None]:
+        """Per clause, how much each of its tokens added to the logit of each wanted label.
 
         ``wanted[i]``: (head, label index) pairs for ``token_texts[i]``. Returns per clause
-        None (nothing wanted) or ``{"contrib": (len(wanted[i]) x E) float64, "start", "end",
-        "entry"}``: E is the clause's non-zero features; an occurrence of one of them (an
-        n-gram, or a lexicon word behind a flag) covers characters [start, end) of the
-        token string and belongs to feature ``entry``.
+        None (nothing wanted) or a (len(wanted[i]) x tokens) float64 array, tokens being
+        ``token_texts[i].split(" ")``. A feature's contribution goes to the tokens under its
+        occurrences (an n-gram, or a lexicon word behind a flag): see :meth:`_to_tokens`.
 
         A contribution is in logit units: the linear member's coefficient x value (exact:
         they sum to its logit minus the intercept), plus the trees' path contributions
@@ -558,20 +557,62 @@ class SparseModel:
         norm = s_lin + s_tree
         combined = (s_lin / norm)[q_of] * out_lin + (s_tree / norm)[q_of] * out_tree
 
-        okey = occ_r * self.n_features + occ_c
-        ekey = r * self.n_features + c
-        occ_entry = np.searchsorted(ekey, okey)
-        order = np.argsort(occ_r, kind="stable")
-        occ_ptr = np.searchsorted(occ_r[order], np.arange(B + 1))
-        res = []
-        q = 0
-        for i, w in enumerate(wanted):
-            a, b = row_ptr[i], row_ptr[i + 1]
-            E = b - a
-            mat = combined[req_off[q] : req_off[q] + len(w) * E].reshape(len(w), E).astype(np.float64) if len(w) else np.zeros((0, E))
-            q += len(w)
-            sel = order[occ_ptr[i] : occ_ptr[i + 1]]
-            res.append({"contrib": mat, "start": occ_s[sel], "end": occ_e[sel], "entry": occ_entry[sel] - a})
+        return self._to_tokens(texts, wanted, r, c, row_ptr, (occ_r, occ_c, occ_s, occ_e), req_row, req_off, combined)
+
+    @staticmethod
+    def _token_layout(texts):
+        """For the chunk's token strings joined by _SEP: the global token of each character
+        (-1: a space or a separator), each row's first character and first token, and
+        prefix counts of marker characters (Private Use Area U+E000-U+E0FF)."""
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        char_start = np.cumsum(lens + 1) - (lens + 1)
+        joined = _SEP.join(t.replace(_SEP, _SUB) if _SEP in t else t for t in texts)
+        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        gap = (cps == 32) | (cps == 1)
+        first = ~gap & np.r_[True, gap[:-1]] if len(cps) else np.zeros(0, bool)
+        tok_cum = np.r_[0, np.cumsum(first)]
+        tok_of = np.where(gap, -1, tok_cum[1:] - 1)
+        row_tok = tok_cum[np.r_[char_start, len(cps)]]
+        marks = np.r_[0, np.cumsum((cps >= 0xE000) & (cps <= 0xE0FF))]
+        return tok_of, char_start, row_tok, marks
+
+    def _to_tokens(self, texts, wanted, r, c, row_ptr, occ, req_row, req_off, combined) -> list[np.ndarray]:
+        """Per clause, (wanted x tokens) scores: each feature's contribution shared equally
+        among its occurrences, an occurrence's share spread evenly over its characters
+        (spaces get none), summed per token. An occurrence containing a marker character
+        gives nothing to anyone (its n-gram is not in the text)."""
+        occ_r, occ_c, occ_s, occ_e = occ
+        tok_of, char_start, row_tok, marks = self._token_layout(texts)
+        entry = np.searchsorted(r * self.n_features + c, occ_r * self.n_features + occ_c)
+        per_entry = np.bincount(entry, minlength=len(r))
+        gs, ge = char_start[occ_r] + occ_s, char_start[occ_r] + occ_e
+        ok = marks[ge] == marks[gs]
+        entry, gs, L = entry[ok], gs[ok], (ge - gs)[ok]
+        o = np.repeat(np.arange(len(gs)), L)
+        tk = tok_of[np.arange(int(L.sum())) - np.repeat(np.cumsum(L) - L, L) + np.repeat(gs, L)]
+        keep = tk >= 0
+        o, tk = o[keep], tk[keep]
+        n_chars = np.bincount(o, minlength=len(gs))
+        n_tok = int(row_tok[-1])
+        # (feature, token, share), one per pair: duplicates (a token reached by several
+        # occurrences or characters of one feature) summed.
+        keys, inv = np.unique(entry[o] * max(n_tok, 1) + tk, return_inverse=True)
+        w = np.bincount(inv, weights=1.0 / (n_chars[o] * per_entry[entry[o]]), minlength=len(keys))
+        t_entry, t_tok = keys // max(n_tok, 1), keys % max(n_tok, 1)
+        tp = np.searchsorted(t_entry, row_ptr)
+        n_t = tp[req_row + 1] - tp[req_row]
+        tq = np.repeat(np.arange(len(req_row)), n_t)
+        tidx = np.arange(int(n_t.sum())) - np.repeat(np.cumsum(n_t) - n_t, n_t) + np.repeat(tp[req_row], n_t)
+        rows = req_row[tq]
+        val = combined[req_off[tq] + t_entry[tidx] - row_ptr[rows]] * w[tidx]
+        ntok_q = row_tok[req_row + 1] - row_tok[req_row]
+        tok_off = np.cumsum(ntok_q) - ntok_q
+        scores = np.bincount(tok_off[tq] + t_tok[tidx] - row_tok[rows], weights=val, minlength=int(ntok_q.sum()))
+        res, q = [], 0
+        for i, wi in enumerate(wanted):
+            k = int(row_tok[i + 1] - row_tok[i])
+            res.append(scores[tok_off[q] : tok_off[q] + len(wi) * k].reshape(len(wi), k) if len(wi) else np.zeros((0, k)))
+            q += len(wi)
         return res
 
     def _contrib_numpy(self, r, c, vals, B, row_ptr, req_row, req_lin, req_slot, counts, lo, hi, delta):

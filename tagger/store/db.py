@@ -522,7 +522,8 @@ class Store:
         return cells, totals
 
 
-def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None) -> list[IngestResult]:
+def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None,
+                     evidence_method: str | None = None) -> list[IngestResult]:
     """Segment, tag and store documents one by one (``tagger ingest``, which asks for the
     evidence). The override rules are read once (``overrides``: see
     :func:`tagger.tagging.resolve_overrides`); their stamp is part of the model version, so
@@ -539,7 +540,7 @@ def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: b
         if store.is_current(doc, version, evidence):
             results.append(IngestResult(doc.id, "unchanged", len(recs)))
             continue
-        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov) if recs else []
+        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov, evidence_method=evidence_method) if recs else []
         results.append(store.ingest(doc, tagged, version))
     return results
 
