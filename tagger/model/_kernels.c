@@ -443,10 +443,122 @@ fail:
     return NULL;
 }
 
+/* tokens(occ_ptr, occ_entry, occ_start, occ_end, per_entry, tok_of, marks, row_ptr, row_tok,
+ *        req_row, req_off, tok_off, combined, out)
+ *
+ * Evidence, from features to tokens (SparseModel._to_tokens is the numpy reference): for each
+ * request (one label of one row), each occurrence of a feature of its row gives the
+ * feature's contribution / (its number of occurrences) to the tokens under it, shared evenly
+ * by the occurrence's characters that belong to a token; an occurrence holding a marker
+ * character gives nothing.
+ * occ_ptr (int64, B + 1): row i's occurrences are occ_ptr[i]..occ_ptr[i+1]-1 of
+ *   occ_entry (int64: the feature's index among the chunk's entries), occ_start, occ_end
+ *   (int64: characters [start, end) of the chunk's joined token strings).
+ * per_entry (int64): occurrences of each entry. tok_of (int64, characters): the global token
+ *   of each character, -1 for a space or separator. marks (int64, characters + 1): prefix
+ *   counts of marker characters. row_ptr, row_tok (int64, B + 1): each row's first entry, token.
+ * req_row, req_off (entries), tok_off (tokens) (int64, R); combined (float64): per request
+ *   and entry of its row, the contribution; out (float64): per request, per token of its row.
+ */
+static PyObject *tokens(PyObject *self, PyObject *args) {
+    enum { NA = 14 };
+    PyObject *o[NA];
+    if (!PyArg_UnpackTuple(args, "tokens", NA, NA, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9],
+                           &o[10], &o[11], &o[12], &o[13]))
+        return NULL;
+    static const char *names[NA] = {"occ_ptr", "occ_entry", "occ_start", "occ_end", "per_entry", "tok_of", "marks",
+                                    "row_ptr", "row_tok", "req_row", "req_off", "tok_off", "combined", "out"};
+    static const Py_ssize_t sizes[NA] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    Py_buffer bv[NA];
+    int got = 0;
+    for (; got < NA; got++) {
+        if (get(o[got], &bv[got], names[got], sizes[got], got == NA - 1) < 0)
+            goto fail;
+    }
+    {
+        const int64_t *occ_ptr = bv[0].buf, *occ_entry = bv[1].buf, *occ_start = bv[2].buf, *occ_end = bv[3].buf;
+        const int64_t *per_entry = bv[4].buf, *tok_of = bv[5].buf, *marks = bv[6].buf, *row_ptr = bv[7].buf;
+        const int64_t *row_tok = bv[8].buf, *req_row = bv[9].buf, *req_off = bv[10].buf, *tok_off = bv[11].buf;
+        const double *combined = bv[12].buf;
+        double *out = bv[13].buf;
+        Py_ssize_t B = bv[0].len / 8 - 1, n_occ = bv[1].len / 8, n_entries = bv[4].len / 8, n_chars = bv[5].len / 8;
+        Py_ssize_t R = bv[9].len / 8, n_comb = bv[12].len / 8, n_out = bv[13].len / 8;
+        if (B < 0 || bv[2].len / 8 != n_occ || bv[3].len / 8 != n_occ || bv[6].len / 8 != n_chars + 1 || bv[7].len / 8 != B + 1 ||
+            bv[8].len / 8 != B + 1 || bv[10].len / 8 != R || bv[11].len / 8 != R || occ_ptr[0] != 0 || occ_ptr[B] != n_occ ||
+            row_ptr[0] != 0 || row_ptr[B] != n_entries || row_tok[0] != 0) {
+            PyErr_SetString(PyExc_ValueError, "tokens: array shapes do not agree");
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < B; i++) {
+            if (occ_ptr[i + 1] < occ_ptr[i] || row_ptr[i + 1] < row_ptr[i] || row_tok[i + 1] < row_tok[i]) {
+                PyErr_SetString(PyExc_ValueError, "tokens: row pointers must not decrease");
+                goto fail;
+            }
+        }
+        for (Py_ssize_t k = 0; k < n_occ; k++) {
+            if (occ_entry[k] < 0 || occ_entry[k] >= n_entries || occ_start[k] < 0 || occ_end[k] < occ_start[k] || occ_end[k] > n_chars ||
+                per_entry[occ_entry[k]] < 1) {
+                PyErr_SetString(PyExc_ValueError, "tokens: occurrence out of range");
+                goto fail;
+            }
+        }
+        for (Py_ssize_t c = 0; c < n_chars; c++) {
+            if (tok_of[c] < -1 || tok_of[c] >= row_tok[B]) {
+                PyErr_SetString(PyExc_ValueError, "tokens: token out of range");
+                goto fail;
+            }
+        }
+        for (Py_ssize_t q = 0; q < R; q++) {
+            Py_ssize_t row = req_row[q];
+            if (row < 0 || row >= B || req_off[q] < 0 || req_off[q] + (row_ptr[row + 1] - row_ptr[row]) > n_comb || tok_off[q] < 0 ||
+                tok_off[q] + (row_tok[row + 1] - row_tok[row]) > n_out) {
+                PyErr_SetString(PyExc_ValueError, "tokens: request out of range");
+                goto fail;
+            }
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t q = 0; q < R; q++) {
+            const Py_ssize_t row = req_row[q];
+            double *o_row = out + tok_off[q];
+            const double *c_row = combined + req_off[q];
+            memset(o_row, 0, (row_tok[row + 1] - row_tok[row]) * sizeof(double));
+            for (Py_ssize_t k = occ_ptr[row]; k < occ_ptr[row + 1]; k++) {
+                const int64_t a = occ_start[k], b = occ_end[k];
+                /* A character of this row's token string belongs to one of its tokens or none. */
+                if (marks[b] != marks[a] || occ_entry[k] < row_ptr[row] || occ_entry[k] >= row_ptr[row + 1])
+                    continue;
+                const double val = c_row[occ_entry[k] - row_ptr[row]];
+                if (val == 0.0)
+                    continue;
+                int cnt = 0;
+                for (int64_t ch = a; ch < b; ch++)
+                    cnt += tok_of[ch] >= 0;
+                if (!cnt)
+                    continue;
+                const double share = val / ((double)cnt * (double)per_entry[occ_entry[k]]);
+                for (int64_t ch = a; ch < b; ch++) {
+                    const int64_t t = tok_of[ch] - row_tok[row];
+                    if (tok_of[ch] >= 0 && t >= 0 && t < row_tok[row + 1] - row_tok[row])
+                        o_row[t] += share;
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&bv[k]);
+    Py_RETURN_NONE;
+fail:
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&bv[k]);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"score", score, METH_VARARGS, "Linear logits and tree scores of a batch of sparse rows (see tagger/model/sparse.py)."},
     {"ngrams", ngrams, METH_VARARGS, "(row, column) of every in-vocabulary n-gram of a batch of unigram ids (see tagger/model/sparse.py)."},
     {"contrib", contrib, METH_VARARGS, "Per-feature contributions to wanted labels' logits, for evidence (see tagger/model/sparse.py)."},
+    {"tokens", tokens, METH_VARARGS, "Evidence: feature contributions shared out to the tokens under their occurrences (see tagger/model/sparse.py)."},
     {NULL, NULL, 0, NULL},
 };
 

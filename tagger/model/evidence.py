@@ -378,7 +378,7 @@ def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) ->
     word = [o is not None and _WORD.search(t) is not None for t, o in zip(tokens, offs)]
     plain = [w and t not in FUNCTION_WORDS for t, w in zip(tokens, word)]
     orders = np.argsort(-scores, axis=1, kind="stable").tolist()
-    return [_pick_spans(text, pos, offs, word, plain, row, order, max_spans) for row, order in zip(scores, orders)]
+    return [_pick_spans(text, pos, offs, word, plain, row, order, max_spans) for row, order in zip(scores.tolist(), orders)]
 
 
 def _pick_spans(text, pos, offs, word, plain, score, order, max_spans) -> list[dict]:
@@ -408,7 +408,7 @@ def _pick_spans(text, pos, offs, word, plain, score, order, max_spans) -> list[d
     spans = []
     for a, b in good:
         s, e = pos[offs[a][0]], pos[offs[b][1] - 1] + 1
-        w = float(score[a : b + 1].sum())
+        w = sum(score[a : b + 1])
         spans.append({"start": s, "end": e, "text": text[s:e], "weight": round(w, WEIGHT_DECIMALS)})
     spans = [sp for sp in spans if sp["weight"] > 0]
     spans.sort(key=lambda sp: (-sp["weight"], sp["start"]))

@@ -586,6 +586,17 @@ class SparseModel:
         entry = np.searchsorted(r * self.n_features + c, occ_r * self.n_features + occ_c)
         per_entry = np.bincount(entry, minlength=len(r))
         gs, ge = char_start[occ_r] + occ_s, char_start[occ_r] + occ_e
+        ntok_q = row_tok[req_row + 1] - row_tok[req_row]
+        tok_off = np.cumsum(ntok_q) - ntok_q
+        if self.compiled:
+            order = np.argsort(occ_r, kind="stable")
+            occ_ptr = np.searchsorted(occ_r[order], np.arange(len(texts) + 1)).astype(np.int64)
+            scores = np.empty(int(ntok_q.sum()), np.float64)
+            i64 = lambda x: np.ascontiguousarray(x, dtype=np.int64)  # noqa: E731
+            _kernels.tokens(occ_ptr, i64(entry[order]), i64(gs[order]), i64(ge[order]), i64(per_entry), i64(tok_of), i64(marks),
+                            i64(row_ptr), i64(row_tok), i64(req_row), i64(req_off), i64(tok_off),
+                            np.ascontiguousarray(combined, dtype=np.float64), scores)
+            return self._split_tokens(scores, wanted, row_tok, tok_off)
         ok = marks[ge] == marks[gs]
         entry, gs, L = entry[ok], gs[ok], (ge - gs)[ok]
         o = np.repeat(np.arange(len(gs)), L)
@@ -605,9 +616,11 @@ class SparseModel:
         tidx = np.arange(int(n_t.sum())) - np.repeat(np.cumsum(n_t) - n_t, n_t) + np.repeat(tp[req_row], n_t)
         rows = req_row[tq]
         val = combined[req_off[tq] + t_entry[tidx] - row_ptr[rows]] * w[tidx]
-        ntok_q = row_tok[req_row + 1] - row_tok[req_row]
-        tok_off = np.cumsum(ntok_q) - ntok_q
         scores = np.bincount(tok_off[tq] + t_tok[tidx] - row_tok[rows], weights=val, minlength=int(ntok_q.sum()))
+        return self._split_tokens(scores, wanted, row_tok, tok_off)
+
+    @staticmethod
+    def _split_tokens(scores, wanted, row_tok, tok_off) -> list[np.ndarray]:
         res, q = [], 0
         for i, wi in enumerate(wanted):
             k = int(row_tok[i + 1] - row_tok[i])

@@ -209,9 +209,13 @@ def test_compiled_and_numpy_evidence_agree(tagger):
         [[(s["start"], s["end"]) for h in HEADS for sp_ in r["evidence"][h].values() for s in sp_] for r in theirs]
 
 
-def test_marker_characters_get_no_span(tagger):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_marker_characters_get_no_span(tagger, compiled):
     """Marker tokens (Private Use Area characters the tokeniser may add; not in the text):
     an occurrence containing one gives no token any share, and spans still index the text."""
+    if not compiled:
+        tagger = Tagger(ROOT / "models" / "policy-tagger", self_test=False)
+        tagger.sparse.compiled = False
     sp = tagger.sparse
     # One feature with two occurrences, one of them across a marker: only the other counts,
     # with its half of the contribution.
