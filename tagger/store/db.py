@@ -269,6 +269,12 @@ class Store:
                 dbapi_conn.execute("PRAGMA foreign_keys=ON")  # enforced only when asked
                 # WAL: readers (the API, exports) neither block nor are blocked by a writer.
                 _enable_wal(dbapi_conn)
+                # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of the
+                # process loses nothing, a power cut at most the last commits, and the file is
+                # never corrupt either way (SQLite's documentation). FULL made every stored
+                # document wait ~30 ms for the disk: most of `tagger ingest`'s time (measured:
+                # 2.4 s of 7.3 s for 79 documents, more than tagging them with evidence).
+                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
             @event.listens_for(self.engine, "begin")
             def _on_begin(conn):
