@@ -361,3 +361,34 @@ def test_cli_lists_the_evidence_methods():
     from tagger.cli.commands import EVIDENCE_METHODS
 
     assert EVIDENCE_METHODS == METHODS and METHODS[0] == "contributions"
+
+
+def test_graph_serving_gets_the_same_evidence_and_a_bundle_without_tables_gets_occlusion(tagger, tmp_path):
+    """TAGGER_SERVING=onnx scores with the graph; evidence still reads the bundle's sparse
+    tables (the same spans). A bundle without them can only be explained by occlusion."""
+    import shutil
+
+    clauses = [{"id": "a", "text": "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"},
+               {"id": "b", "text": "支持智能网联汽车测试，对首台套芯片产品给予最高500万元奖励。"}]
+    graph = Tagger(ROOT / "models" / "policy-tagger", serving="onnx")
+    assert graph.sparse is None
+    ours = tag_clauses(tagger, clauses, evidence=True, overrides=NO_OVERRIDES)
+    assert [r["evidence"] for r in tag_clauses(graph, clauses, evidence=True, overrides=NO_OVERRIDES)] == [r["evidence"] for r in ours]
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "models" / "policy-tagger", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["serving"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    (bundle / "sparse.npz").unlink()
+    old = Tagger(bundle)
+    assert old.serving == "onnx"
+    occ = tag_clauses(tagger, clauses, evidence=True, overrides=NO_OVERRIDES, evidence_method="occlusion")
+    got = tag_clauses(old, clauses, evidence=True, overrides=NO_OVERRIDES)
+
+    def where(recs):  # the graph's probabilities differ from the tables' in the 6th decimal: compare spans, not weights
+        return [{h: {lab: [(s["start"], s["end"]) for s in sp] for lab, sp in r["evidence"][h].items()} for h in HEADS} for r in recs]
+
+    assert where(got) == where(occ) and any(sp for r in got for h in HEADS for sp in r["evidence"][h].values())
+    with pytest.raises(ValueError, match="unknown evidence method 'saliency'"):
+        tag_clauses(tagger, clauses, evidence=True, evidence_method="saliency")
