@@ -87,6 +87,14 @@ FUNCTION_WORDS = frozenset(
     # localisers
     " 上 下 中 内 外 后 前 间 时 里 以上 以内 期间 方面".split()
 )
+# Boilerplate verbs and adverbs of policy text: content words, and the model leans on them
+# (给予 "grant" comes with most subsidies), but shown alone they do not tell a reader why a
+# clause has a label (issue #20's read: grant <- 给予/企业 where 奖励10000元 was the reason).
+# They are not chosen for a span unless a label has nothing else.
+GENERIC_WORDS = frozenset(
+    "给予 予以 支持 鼓励 推进 推动 加强 加快 开展 进行 实施 积极 大力 促进 提升 提高 完善 建立 构建 打造 引导 组织"
+    " 落实 深化 强化 优化 做好 加大 力度 进一步 全面 重点 有效 相应 按规定 一次性".split()
+)
 # A token takes part in a label's spans when its share is at least this fraction of the
 # best token's: below it the spans would be the tail of the clause, not its reasons.
 MIN_SHARE = 0.15
@@ -376,7 +384,7 @@ def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) ->
     else:
         offs = _token_offsets(norm, tokens)
     word = [o is not None and _WORD.search(t) is not None for t, o in zip(tokens, offs)]
-    plain = [w and t not in FUNCTION_WORDS for t, w in zip(tokens, word)]
+    plain = [w and t not in FUNCTION_WORDS and t not in GENERIC_WORDS for t, w in zip(tokens, word)]
     orders = np.argsort(-scores, axis=1, kind="stable").tolist()
     return [_pick_spans(text, pos, offs, word, plain, row, order, max_spans) for row, order in zip(scores.tolist(), orders)]
 
@@ -384,8 +392,9 @@ def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) ->
 def _pick_spans(text, pos, offs, word, plain, score, order, max_spans) -> list[dict]:
     """Runs of the label's best tokens, as spans of ``text``.
 
-    Tokens are taken best first (positive share, a word that is not a function word, at
-    least :data:`MIN_SHARE` of the best one's share); adjacent taken tokens form one span,
+    Tokens are taken best first (positive share, a word that is neither a function word nor
+    boilerplate (:data:`GENERIC_WORDS`), at least :data:`MIN_SHARE` of the best one's share);
+    adjacent taken tokens form one span,
     until there are ``max_spans`` spans that are neither a single character nor a function
     word. Only if a label has no such span at all does it get its best token anyway."""
     order = [k for k in order if score[k] > 0]
