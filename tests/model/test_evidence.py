@@ -281,6 +281,8 @@ def test_cli_tag_evidence_flag(tmp_path):
     assert occ_rec["evidence"]["measure"]["rent_subsidy"] and occ_rec["evidence"] != rec["evidence"]
     bad = run_cli("tag", str(src), "--evidence", "--evidence-method", "saliency", "-q")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    alone = run_cli("tag", str(src), "--evidence-method", "occlusion", "-q")
+    assert alone.returncode == 2 and alone.stderr.strip().endswith("--evidence-method needs --evidence (without it no evidence is computed)")
     # Resuming that output without --evidence would mix records with and without it.
     r = run_cli("tag", str(src), "-o", str(out), "-q")
     assert r.returncode == 2 and "was tagged with --evidence" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -355,6 +357,8 @@ def test_cli_ingest_stores_evidence_and_an_old_database_gets_the_columns(tmp_pat
     assert all(row["evidence"] is not None for row in Store(url2).query(ClauseQuery(limit=1000))[0])
     r = run_cli("ingest", str(doc), "--database-url", url2)
     assert "unchanged 1" in r.stderr
+    r = run_cli("ingest", str(doc), "--database-url", url2, "--no-evidence", "--evidence-method", "occlusion")
+    assert r.returncode == 2 and "contradict" in r.stderr
 
 
 def test_cli_lists_the_evidence_methods():
