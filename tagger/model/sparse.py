@@ -509,7 +509,7 @@ class SparseModel:
                     out[i] = res
         return out
 
-    def _explain_chunk(self, texts, wanted) -> list[dict]:
+    def _explain_chunk(self, texts, wanted) -> list[np.ndarray]:
         B = len(texts)
         r, c, vals, (occ_r, occ_c, occ_s, occ_e) = self._entries(texts, where=True)
         r = np.ascontiguousarray(r, dtype=np.int64)
@@ -540,8 +540,11 @@ class SparseModel:
             out_lin, out_tree = self._contrib_numpy(r, c, vals, B, row_ptr, req_row, req_lin, req_slot, counts, lo, hi, delta)
         # Member shares: logits rebuilt from the contributions themselves.
         q_of = np.repeat(np.arange(len(req_row)), counts)
-        z_lin = np.bincount(q_of, weights=out_lin, minlength=len(req_row)) + np.where(req_lin >= 0, self.b[np.maximum(req_lin, 0)], 0)
-        z_tree = np.bincount(q_of, weights=out_tree, minlength=len(req_row)) + np.where(req_slot >= 0, base[np.maximum(req_slot, 0)], 0)
+        # (A bundle may have no linear or no tree member at all: then there is nothing to index.)
+        b_lin = self.b[np.maximum(req_lin, 0)] if len(self.b) else np.zeros(len(req_row))
+        b_tree = base[np.maximum(req_slot, 0)] if len(base) else np.zeros(len(req_row))
+        z_lin = np.bincount(q_of, weights=out_lin, minlength=len(req_row)) + np.where(req_lin >= 0, b_lin, 0)
+        z_tree = np.bincount(q_of, weights=out_tree, minlength=len(req_row)) + np.where(req_slot >= 0, b_tree, 0)
 
         def slope(z):
             e = np.exp(-np.abs(z))
