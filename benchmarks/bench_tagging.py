@@ -2,12 +2,16 @@
 
     pip install -e ".[bench]"       # fastText, the reference
     python benchmarks/bench_tagging.py [--requests 4000] [--concurrency 8] [--only batch,api]
+    python benchmarks/bench_tagging.py --only evidence,ingest,api --smoke   # a few minutes: indicative only
 
 Prints, from one run: `tagger tag` JSONL -> JSONL next to fastText on the same input
 (clauses/s, CPU-s, and their ratios), tokeniser and model throughput in process (sparse
 path and the ONNX graph), `tagger tag` on the whole corpus from documents (peak RSS),
-`--evidence` cost, API single-clause latency p50/p99 and requests/s at 1, 8 and 32
-clients, batch endpoint clauses/s, server peak RSS and start-up to ready.
+evidence cost by method (CPU per clause in process and through `tagger tag`, off /
+contributions / occlusion), `tagger ingest` of the committed corpus by evidence method,
+API single-clause latency p50/p99 and requests/s at 1, 8 and 32 clients without evidence,
+with the default evidence and with occlusion, batch endpoint clauses/s, server peak RSS
+and start-up to ready. ``--smoke``: a few hundred clauses, a few documents, few requests.
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ def _rss_kb(pid: int, key: str = "VmHWM") -> int:
     return 0
 
 
-def bench_api(texts: list[str], n_requests: int, clients: tuple[int, ...], workers: int = 2) -> None:
+def bench_api(texts: list[str], n_requests: int, clients: tuple[int, ...], workers: int = 2, batch_sizes=(100, 1000)) -> None:
     """Single-clause POST /v1/tag against `tagger serve --workers N`, load generator on the
     same cores (benchmarks/loadgen.py: ~30 us of client CPU per request)."""
     from loadgen import build_requests, run_load
@@ -175,17 +179,19 @@ def bench_api(texts: list[str], n_requests: int, clients: tuple[int, ...], worke
                 raise RuntimeError("server did not start")
         print(f"API start-up to ready ({workers} workers): {time.perf_counter() - t0:.2f} s")
         bodies = [json.dumps({"text": t}, ensure_ascii=False).encode() for t in texts[:2000]]
-        for path, label in (("/v1/tag?evidence=false", "evidence=false"), ("/v1/tag", "with evidence (default)")):
+        for path, label in (("/v1/tag?evidence=false", "evidence=false"), ("/v1/tag", "evidence (default: contributions)"),
+                            ("/v1/tag?evidence_method=occlusion", "evidence by occlusion (before)")):
             reqs = build_requests(url, bodies, path=path)
+            slow = "occlusion" in path
             # Warm-up: also lets the document pool, which loads in the background, finish starting.
-            run_load(url, reqs, 8, 3000 if "false" in path else 200)
+            run_load(url, reqs, 8, min(200, n_requests) if slow else min(3000, 2 * n_requests))
             for c in clients:
-                n = n_requests if "false" in path else max(200, n_requests // 10)
+                n = max(100, n_requests // 10) if slow else n_requests
                 r = run_load(url, reqs, c, n)
                 print(f"API single clause, {label}, {c:>2} clients, {r['requests']} requests: p50 {r['p50_ms']:.1f} ms, "
                       f"p99 {r['p99_ms']:.1f} ms, {r['rps']:,.0f} req/s, errors {r['errors']}")
         with httpx.Client(base_url=url, timeout=300) as c:
-            for size in (100, 1000):
+            for size in batch_sizes:
                 body = {"clauses": [{"id": str(i), "text": texts[i % len(texts)]} for i in range(size)]}
                 c.post("/v1/tag?evidence=false", json=body)  # warm-up
                 t = time.perf_counter()
@@ -204,25 +210,74 @@ def bench_api(texts: list[str], n_requests: int, clients: tuple[int, ...], worke
 
 
 def bench_evidence(texts: list[str], n: int = 1000) -> None:
-    """`tagger tag --evidence` against without, same 1,000 clauses, 2 workers."""
+    """Evidence cost by method on the same clauses: CPU per clause in one process (batches of
+    512, as `tagger tag` tags them), then `tagger tag` itself (2 workers, start-up included)."""
+    from tagger.model.inference import Tagger
+    from tagger.model.overrides import NO_OVERRIDES
+    from tagger.tagging import tag_clauses
+
+    tagger = Tagger(ROOT / "models" / "policy-tagger")
+    clauses = [{"id": str(i), "text": t} for i, t in enumerate(texts[:n])]
+    tag_clauses(tagger, clauses[:50], evidence=True, overrides=NO_OVERRIDES)  # warm: tables built once per process
+    cpu = {}
+    for name, kw in (("off", {}), ("contributions", {"evidence": True}), ("occlusion", {"evidence": True, "evidence_method": "occlusion"})):
+        todo = clauses if name != "occlusion" else clauses[: max(100, n // 5)]
+        t = time.process_time()
+        for i in range(0, len(todo), 512):
+            tag_clauses(tagger, todo[i : i + 512], overrides=NO_OVERRIDES, **kw)
+        cpu[name] = (time.process_time() - t) / len(todo)
+        print(f"in process, evidence {name:<13}: {cpu[name] * 1e3:.3f} CPU-ms/clause ({len(todo)} clauses, batches of 512)")
+    for name in ("contributions", "occlusion"):
+        print(f"  evidence by {name} adds {cpu[name] / cpu['off'] - 1:.2f}x the CPU of tagging without it (target <= 2x)")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.jsonl"
         with src.open("w", encoding="utf-8") as fh:
-            for i, t in enumerate(texts[:n]):
-                fh.write(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n")
-        for flag in ([], ["--evidence"]):
-            w, c = _timed([sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(Path(tmp) / f"o{len(flag)}.jsonl"), "-q", *flag])
-            print(f"tagger tag {' '.join(flag) or '(no evidence)':<14} {n} clauses: {w:.1f} s = {n / w:,.0f} clauses/s, {c / n * 1e3:.2f} CPU-ms/clause")
+            for c in clauses:
+                fh.write(json.dumps(c, ensure_ascii=False) + "\n")
+        for flag in ([], ["--evidence"], ["--evidence", "--evidence-method", "occlusion"]):
+            out = Path(tmp) / f"o{len(flag)}.jsonl"
+            w, c = _timed([sys.executable, "-m", "tagger.cli", "tag", str(src), "-o", str(out), "-q", *flag])
+            print(f"tagger tag {' '.join(flag) or '(no evidence)':<40} {len(clauses)} clauses: {w:.1f} s = {len(clauses) / w:,.0f} clauses/s, "
+                  f"{c / len(clauses) * 1e3:.2f} CPU-ms/clause")
+
+
+def bench_ingest(n_docs: int | None = None) -> None:
+    """`tagger ingest` of the committed corpus (labels/documents; with --smoke ``n_docs``
+    files spread over it, not the 33-policy compilation) into a fresh SQLite store: without
+    evidence, with the default evidence, with occlusion (the method before issue #20)."""
+    from tagger.ingest.corpus import iter_files
+
+    files = sorted(iter_files([ROOT / "labels" / "documents"]))
+    if n_docs:
+        rest = [f for f in files if "compilation" not in f.name]
+        files = rest[:: max(1, len(rest) // n_docs)][:n_docs]
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, flags in (("no evidence", ["--no-evidence"]), ("contributions", []), ("occlusion", ["--evidence-method", "occlusion"])):
+            db = Path(tmp) / f"{len(res)}.db"
+            cmd = [sys.executable, "-m", "tagger.cli", "ingest", *map(str, files), "--database-url", f"sqlite:///{db}", *flags]
+            w, c = _timed(cmd)
+            import sqlite3
+
+            with sqlite3.connect(db) as conn:
+                n = conn.execute("select count(*) from clauses").fetchone()[0]
+            res[name] = (w, c)
+            print(f"tagger ingest, {len(files)} documents, {n} clauses, {name:<13}: {w:.1f} s wall, {c:.1f} CPU-s ({n / w:,.0f} clauses/s)")
+    (wo, co), (wc, cc), (wn, cn) = res["occlusion"], res["contributions"], res["no evidence"]
+    print(f"  ingest with evidence, contributions vs occlusion: {wo / wc:.1f}x faster in wall time, {co / cc:.1f}x in CPU (target >= 5x); "
+          f"evidence's own CPU {cc - cn:.1f} s vs {co - cn:.1f} s (start-up included in all)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--only", default="batch,inprocess,cli,evidence,api", help="comma-separated sections: batch,inprocess,cli,evidence,api")
+    ap.add_argument("--only", default="batch,inprocess,cli,evidence,ingest,api",
+                    help="comma-separated sections: batch,inprocess,cli,evidence,ingest,api")
+    ap.add_argument("--smoke", action="store_true", help="small sizes (300 clauses, 40 documents, 300 requests): indicative figures")
     args = ap.parse_args()
     texts = corpus_texts()
-    print(f"machine: {os.cpu_count()} cores; corpus {len(texts)} clauses")
+    print(f"machine: {os.cpu_count()} cores; corpus {len(texts)} clauses" + ("; SMOKE run (small sizes)" if args.smoke else ""))
     if "batch" in args.only:
         bench_vs_fasttext(texts)
     if "inprocess" in args.only:
@@ -230,9 +285,11 @@ def main() -> None:
     if "cli" in args.only:
         bench_cli()
     if "evidence" in args.only:
-        bench_evidence(texts)
+        bench_evidence(texts, 300 if args.smoke else 1000)
+    if "ingest" in args.only:
+        bench_ingest(40 if args.smoke else None)
     if "api" in args.only:
-        bench_api(texts, args.requests, (1, args.concurrency, 32))
+        bench_api(texts, 300 if args.smoke else args.requests, (1, args.concurrency, 32), batch_sizes=(100,) if args.smoke else (100, 1000))
 
 
 if __name__ == "__main__":

@@ -66,10 +66,12 @@ class Settings:
     max_text_chars: int = field(default_factory=lambda: int(_env("max_text_chars", "400000")))
     max_upload_bytes: int = field(default_factory=lambda: int(_env("max_upload_bytes", str(10 * 1024 * 1024))))
     max_json_bytes: int = field(default_factory=lambda: int(_env("max_json_bytes", str(4 * 1024 * 1024))))
-    # Evidence (occlusion) scores one variant of a clause per token, each as long as the
+    # Occlusion evidence scores one variant of a clause per token, each as long as the
     # clause: its time and memory grow with the square of the clause's length (1,000
-    # characters: 0.4 s, +90 MB; 100,000: tens of GB). The API answers 413 when evidence is
-    # asked for a longer clause. Documents never hit it: the segmenter cuts clauses at
+    # characters: 0.4 s, +90 MB; 100,000: tens of GB); contribution evidence (the default)
+    # grows with the length, but one limit for both keeps the method a query option that
+    # cannot change what is accepted. The API answers 413 when evidence is asked for a
+    # longer clause. Documents never hit it: the segmenter cuts clauses at
     # tagger.ingest.segment.HARD_MAX_CHARS (400; fixed, since it decides clause ids).
     max_evidence_clause_chars: int = field(default_factory=lambda: int(_env("max_evidence_clause_chars", "1000")))
     # CPU-heavy work (reading, segmentation, tagging) runs in this many threads; this many

@@ -136,7 +136,7 @@ def tag_dataframe(
     ``bundle_dir``: a model bundle folder readable by the driver; default: the bundle
     ``tagger tag`` uses without ``--model`` (``TAGGER_MODEL_DIR``/``TAGGER_MODEL_URI``, else
     the bundled model). Returns a lazy DataFrame with :data:`CLAUSE_SCHEMA` + extra columns;
-    with ``evidence`` (``tagger tag --evidence``, ~20x slower) an ``evidence`` column after
+    with ``evidence`` (``tagger tag --evidence``, the default method) an ``evidence`` column after
     ``provenance``. Override rules (``overrides_file``, default ``TAGGER_OVERRIDES_FILE``) are
     read on the driver, once, and travel with the job: executors need no copy of the file.
     """

@@ -65,17 +65,21 @@ def model_version(tagger: Tagger, overrides: "Overrides | Path | str | None" = N
     return resolve_overrides(tagger, overrides).version(tagger.version)
 
 
-def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None) -> list[dict]:
+def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None,
+                evidence_method: str | None = None) -> list[dict]:
     """Tag a batch in one vectorisation pass; order is kept.
 
     Override rules apply after the model (``overrides``: see :func:`resolve_overrides`;
     read once per call, so one batch never mixes two versions of the file). With
-    ``evidence`` every assigned label gets its spans: occlusion for the model's labels
-    (several times slower than tagging), the rule's matches (weight 1.0) for added ones."""
+    ``evidence`` every assigned label gets its spans: for the model's labels by
+    ``evidence_method`` (:data:`tagger.model.evidence.METHODS`; default: the model's own
+    contributions), for labels a rule added the rule's matches (weight 1.0)."""
     ov = resolve_overrides(tagger, overrides)
     version = ov.version(tagger.version)
     texts = [c["text"] for c in clauses]
-    preds = tagger.predict(texts)
+    # Tokenised once: evidence reads the same token strings the scores came from.
+    token_texts = tagger.tokenizer.batch(texts)
+    preds = tagger.predict_tokens(token_texts)
     order = {h: tagger.manifest.labels(h) for h in HEADS}
     applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
     evid: list = [None] * len(clauses)
@@ -84,7 +88,7 @@ def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, ove
 
         # Evidence for the tag heads; kind (one per clause, a sentence type) has none.
         model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in MULTI_HEADS} for labels, prov, _ in applied]
-        evid = explain(tagger, texts, model_labels)
+        evid = explain(tagger, texts, model_labels, method=evidence_method, token_texts=token_texts)
         for i, (text, ev, (labels, _, added)) in enumerate(zip(texts, evid, applied)):
             for (h, lab), spans in added.items():
                 ev[h][lab] = [{"start": s, "end": e, "text": text[s:e], "weight": 1.0} for s, e in spans]

@@ -61,12 +61,15 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.pool = WorkPool(st.work_threads, st.work_queue, queue_timeout=st.queue_timeout)
     from .batcher import MicroBatcher
-    from .routes.tag import batch_tag, work_cost
+    from .routes.tag import EVIDENCE_COST, batch_tag, work_cost
 
-    # args of batch_tag: (tagger, evidence, overrides); evidence is ~50x the work of a clause.
-    # Counted in work units: a 10,000-character clause is 50 (25 ms), not 1.
-    app.state.batcher = MicroBatcher(app.state.pool.run, batch_tag, inline=lambda n, args: not args[1] and n <= st.inline_clauses,
-                                     weight=lambda c: work_cost((len(c["text"]),), False))
+    # args of batch_tag: (tagger, evidence, overrides, evidence method). Counted in work units:
+    # a 10,000-character clause is 50 (25 ms), not 1; with contribution evidence 3 times that.
+    # Occlusion (~50x the work of a clause) never runs on the event loop.
+    app.state.batcher = MicroBatcher(
+        app.state.pool.run, batch_tag,
+        inline=lambda n, args: args[3] != "occlusion" and n * (EVIDENCE_COST["contributions"] if args[1] else 1) <= st.inline_clauses,
+        weight=lambda c: work_cost((len(c["text"]),), False))
     app.add_middleware(app.state.metrics.asgi)
     # Bytes of request bodies held across all requests (tagger.api.bodies): inside the
     # per-route limits, so that a body too large for its route is a 413 first.

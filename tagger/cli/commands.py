@@ -181,11 +181,11 @@ def _worker_init(folder: str) -> None:
     _WORKER_TAGGER = Tagger(Path(folder), threads=1)
 
 
-def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None) -> list[str]:
+def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None, evidence_method: str | None = None) -> list[str]:
     from ..jsonio import dumps
     from ..tagging import tag_clauses
 
-    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides)]
+    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides, evidence_method=evidence_method)]
 
 
 def _first_clause_id(files: list[Path]) -> str | None:
@@ -211,6 +211,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from ..resume import OutputRefused, open_output
     from ..tagging import batched, iter_input_clauses, resolve_overrides, tag_clauses
 
+    if args.evidence_method and not args.evidence:
+        _err("--evidence-method needs --evidence (without it no evidence is computed)")
+        return EXIT_USAGE
     tagger = load_tagger(Path(args.model) if args.model else None)
     # The override rules are read once per run (a malformed file stops here, with one line):
     # every record of the run, and the -o resume check, carry the same model stamp.
@@ -262,7 +265,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
         batches = batched(pending(), args.batch_size)
         if workers <= 1:
             for batch in batches:
-                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch, evidence=args.evidence, overrides=overrides)]
+                yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch, evidence=args.evidence, overrides=overrides,
+                                                                  evidence_method=args.evidence_method)]
             return
         # Tokenising is pure Python: worker processes tag batches in parallel. The main
         # process reads the input itself (so input errors surface here, not in a pool
@@ -281,7 +285,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         with mp.get_context("fork").Pool(workers, initializer=init, initargs=initargs) as pool:
             inflight: deque = deque()
             for batch in batches:
-                inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides)))
+                inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides, args.evidence_method)))
                 if len(inflight) >= 2 * workers:
                     yield inflight.popleft().get()
             while inflight:
@@ -316,7 +320,8 @@ def _add_tag(sub) -> None:
     p.add_argument("--model", help="bundle folder (default: TAGGER_MODEL_DIR, else the bundled model; see README, Where the data is)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=0, help="tagging processes (default: one per available core)")
-    p.add_argument("--evidence", action="store_true", help="add 'evidence': the text spans behind each label (occlusion; ~20x slower, see README)")
+    p.add_argument("--evidence", action="store_true", help="add 'evidence': the text spans behind each label (see README)")
+    _add_evidence_method(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_tag)
 
@@ -398,6 +403,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ..model.inference import load_tagger
     from ..store.db import Store, ingest_documents
 
+    if args.evidence_method and args.no_evidence:
+        _err("--evidence-method and --no-evidence contradict each other")
+        return EXIT_USAGE
+
     st = get_settings()
     store = Store(args.database_url or st.db_url)
     tagger = load_tagger(Path(args.model) if args.model else None)
@@ -406,7 +415,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = resolve_overrides(tagger)  # read once: one model stamp for the whole run
     docs = _Documents(args.paths)
     totals: dict[str, int] = {}
-    for res in ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides):
+    for res in ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides, evidence_method=args.evidence_method):
         totals[res.status] = totals.get(res.status, 0) + 1
         if args.verbose:
             print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
@@ -416,12 +425,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_FAILED if docs.failed else EXIT_OK
 
 
+# tagger.model.evidence.METHODS, spelled out: the parser is built for every command, and that
+# module loads numpy (tests/model/test_evidence.py holds the two equal).
+EVIDENCE_METHODS = ("contributions", "occlusion")
+
+
+def _add_evidence_method(p) -> None:
+    p.add_argument("--evidence-method", choices=EVIDENCE_METHODS, default=None,
+                   help="how evidence is found: the model's own contributions (default; evidence adds ~1.2x the CPU of tagging) or "
+                        "occlusion (re-scoring the clause without each token, ~20x)")
+
+
 def _add_ingest(sub) -> None:
     p = sub.add_parser("ingest", help="segment, tag and store documents for analysts (idempotent)")
     p.add_argument("paths", nargs="+")
     p.add_argument("--database-url", help="default: TAGGER_DATABASE_URL, else tagger.db in the var folder (README, Where the data is)")
     p.add_argument("--model", help="bundle folder")
-    p.add_argument("--no-evidence", action="store_true", help="store without the evidence spans (tagging is then ~20x faster)")
+    p.add_argument("--no-evidence", action="store_true", help="store without the evidence spans")
+    _add_evidence_method(p)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_ingest)
 

@@ -2,7 +2,7 @@
 
 ``features`` (tokeniser) -> ``inference`` (:class:`Tagger`: the sparse path of ``sparse``
 and ``_kernels.c``, or the ONNX graph) -> ``overrides`` (reviewed rules after the model);
-``evidence`` explains labels by occlusion; ``mlflow_model`` wraps a bundle for MLflow."""
+``evidence`` explains labels (the model's own contributions, or occlusion); ``mlflow_model`` wraps a bundle for MLflow."""
 
 from __future__ import annotations
 

@@ -80,8 +80,12 @@ def test_work_cost_counts_clause_length():
     threshold = Settings().work_process_min_clauses
     # A short clause with evidence stays with the batcher (shared calls, low latency)...
     assert work_cost([120], evidence=True) <= threshold
-    # ...a long one is counted as what it costs ("cost 50 is not above 50" before).
-    assert work_cost([1000], evidence=True) > threshold
+    assert work_cost([120], evidence=True, method="occlusion") <= threshold
+    # ...a long one is counted as what it costs ("cost 50 is not above 50" before): occlusion
+    # grows with the square of the length, contributions with the length.
+    assert work_cost([1000], evidence=True, method="occlusion") > threshold
+    assert work_cost([1000], evidence=True) == 3 * work_cost([1000], evidence=False)
+    assert work_cost([100] * 17, evidence=True) > threshold
     assert work_cost([100_000], evidence=False) > threshold
     assert work_cost([100] * 50, evidence=False) == 50
     assert work_cost([], evidence=True) == 0
@@ -112,10 +116,18 @@ def _record_calls(monkeypatch, app) -> list[str]:
 
 def test_long_clauses_go_off_the_event_loop_and_out_of_the_server_process(monkeypatch, app, base_url, run_text):
     calls = _record_calls(monkeypatch, app)
-    # One 1,000-character clause with evidence: ~0.4 s of work, the heavy path (a worker process).
-    r = httpx.post(base_url + "/v1/tag", json={"text": run_text[:1000]}, timeout=60)
+    # One 1,000-character clause with occlusion evidence: ~0.4 s of work, the heavy path (a worker process).
+    r = httpx.post(base_url + "/v1/tag?evidence_method=occlusion", json={"text": run_text[:1000]}, timeout=60)
     assert r.status_code == 200 and "evidence" in r.json()["data"][0]
     assert calls == ["heavy"]
+    # With contribution evidence (the default) it is a few ms: 5 units x 3 for evidence,
+    # within TAGGER_INLINE_CLAUSES (16), so tagged on the event loop; two of them in a thread.
+    calls.clear()
+    r = httpx.post(base_url + "/v1/tag", json={"text": run_text[:1000]}, timeout=60)
+    assert r.status_code == 200 and "evidence" in r.json()["data"][0]
+    assert calls == []
+    r = httpx.post(base_url + "/v1/tag", json={"clauses": [{"id": "a", "text": run_text[:1000]}, {"id": "b", "text": run_text[:1000]}]}, timeout=60)
+    assert r.status_code == 200 and calls == ["thread"]
     # One 10,000-character clause without evidence: not on the event loop (~25 ms there).
     calls.clear()
     r = httpx.post(base_url + "/v1/tag?evidence=false", json={"text": run_text[:10_000]}, timeout=60)

@@ -72,8 +72,8 @@ def base_url(tmp_path_factory):
     tagger = Tagger(ROOT / "models" / "policy-tagger")
     store = Store(db)
     docs = load_documents(COMPILATION)
-    # Evidence costs an occlusion pass per clause (~30 s for all 33 documents on 2 cores): the
-    # three Chengdu documents get it, which is what the evidence test looks at.
+    # Evidence for the three Chengdu documents, which is what the evidence test looks at (with
+    # occlusion all 33 documents took ~30 s on 2 cores).
     chengdu = [d for d in docs if "成都" in d.region]
     ingest_documents(store, tagger, chengdu, evidence=True)
     ingest_documents(store, tagger, [d for d in docs if d not in chengdu])

@@ -1,21 +1,26 @@
 """Evidence per tag (tagger/model/evidence.py): real clauses, the real bundle, real HTTP, real SQLite.
 
-The central check is the promise itself: for every label the model assigned on 200 labeled
-clauses, the spans are the clause's own characters at the given offsets, and cutting them
-out of the text and tagging it again lowers that label's score (each span by its weight).
+Two methods. The default reads the model's own arithmetic (per-feature logit contributions,
+tagger/model/sparse.py + _kernels.c); occlusion (re-scoring without each token) is kept as
+the reference. Checked on 200 labeled clauses: spans are the clause's own characters at the
+given offsets, runs of model tokens; cutting a label's spans out of the text lowers its
+score; the default's top span overlaps occlusion's spans on most labels; the compiled and
+numpy paths agree; the contributions add up to the model's logits.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 
 import httpx
+import numpy as np
 import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.evidence import MAX_SPANS, map_to_original, remove_spans
+from tagger.model.evidence import MAX_SPANS, METHODS, explain, is_trivial_span, map_to_original, remove_spans
 from tagger.model.features import model_text
 from tagger.model.inference import Tagger
 from tagger.model.overrides import NO_OVERRIDES
@@ -33,10 +38,14 @@ def tagger() -> Tagger:
     return Tagger(ROOT / "models" / "policy-tagger")
 
 
+def _rows() -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
     """200 labeled clauses spread over the whole file (every document group, both waves)."""
-    rows = [json.loads(line) for line in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = _rows()
     step = len(rows) // N_CLAUSES
     return [{"id": r["id"], "text": r["text"]} for r in rows[::step][:N_CLAUSES]]
 
@@ -45,6 +54,11 @@ def sample() -> list[dict]:
 def tagged(tagger, sample) -> list[dict]:
     # Model evidence only: the override rules have their own test (tests/model/test_overrides.py).
     return tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def tagged_occlusion(tagger, sample) -> list[dict]:
+    return tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES, evidence_method="occlusion")
 
 
 _TOKENIZER = None
@@ -77,9 +91,35 @@ def _spans_ok(rec: dict) -> None:
                     assert model_text(s["text"]).replace(" ", "") in runs, (rec["text"], s)
 
 
-def test_evidence_on_200_real_clauses_is_faithful(tagger, tagged):
-    assigned = [(rec, h, lab) for rec in tagged for h in HEADS for lab in rec[h]]
+def test_contribution_evidence_on_200_real_clauses(tagger, tagged, tagged_occlusion):
+    assigned = [(rec, occ, h, lab) for rec, occ in zip(tagged, tagged_occlusion) for h in HEADS for lab in rec[h]]
     assert len(assigned) > 250  # the sample really exercises the heads
+    for rec in tagged:
+        _spans_ok(rec)
+    with_evidence = [(rec, occ, h, lab) for rec, occ, h, lab in assigned if rec["evidence"][h][lab]]
+    assert len(with_evidence) >= 0.98 * len(assigned), f"{len(with_evidence)} of {len(assigned)} labels have evidence"
+    spans = [s for rec, _, h, lab in with_evidence for s in rec["evidence"][h][lab]]
+    trivial = [s["text"] for s in spans if is_trivial_span(s["text"])]
+    assert len(trivial) <= 0.02 * len(spans), trivial  # single characters and function words
+
+    # The reference: the top span shares characters with one of occlusion's spans on most labels.
+    both = [(rec, occ, h, lab) for rec, occ, h, lab in with_evidence if occ["evidence"][h][lab]]
+    overlap = sum(any(o["start"] < rec["evidence"][h][lab][0]["end"] and rec["evidence"][h][lab][0]["start"] < o["end"]
+                      for o in occ["evidence"][h][lab]) for rec, occ, h, lab in both)
+    assert overlap >= 0.8 * len(both), f"top span overlaps occlusion's on {overlap} of {len(both)} labels"
+
+    # Faithful: cutting a label's spans out of the text lowers its score (all but a few:
+    # a cut can make new n-grams across the gap).
+    probes = [{"id": f"p{k}", "text": remove_spans(rec["text"], [(s["start"], s["end"]) for s in rec["evidence"][h][lab]])}
+              for k, (rec, _, h, lab) in enumerate(with_evidence)]
+    again = tag_clauses(tagger, probes, overrides=NO_OVERRIDES)
+    lowered = sum(new["scores"][h][lab] < rec["scores"][h][lab] for (rec, _, h, lab), new in zip(with_evidence, again))
+    assert lowered >= 0.97 * len(with_evidence), f"{lowered} of {len(with_evidence)}"
+
+
+def test_occlusion_evidence_on_200_real_clauses_is_faithful(tagger, tagged_occlusion):
+    tagged = tagged_occlusion
+    assigned = [(rec, h, lab) for rec in tagged for h in HEADS for lab in rec[h]]
     for rec in tagged:
         _spans_ok(rec)
     with_evidence = [(rec, h, lab) for rec, h, lab in assigned if rec["evidence"][h][lab]]
@@ -103,6 +143,98 @@ def test_evidence_on_200_real_clauses_is_faithful(tagger, tagged):
         else:
             # weight = the drop when this span alone is removed (4 decimals; scores have 6)
             assert abs((before - after) - span["weight"]) < 2e-4, (rec["id"], h, lab, span, before, after)
+
+
+def _shuffled(n: int, seed: int = 11) -> list[str]:
+    texts = [r["text"] for r in _rows()]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+def _all_labels(tagger, n: int) -> list[list[tuple[str, int]]]:
+    return [[(h, j) for h in HEADS for j in range(len(tagger.manifest.labels(h)))] for _ in range(n)]
+
+
+def test_contributions_add_up_to_the_models_logits(tagger):
+    """Linear: coefficient x value sums to the logit minus the intercept. Trees: the path
+    contributions sum to the raw score minus the score of the empty clause. Every label of
+    every tag head, 300 real clauses, through the compiled loops and the numpy code."""
+    from tagger.model import sparse as sparse_mod
+
+    sp = tagger.sparse
+    toks = tagger.tokenizer.batch(_shuffled(300))
+    B = len(toks)
+    r, c, v, _ = sp._entries(toks)
+    row_ptr = np.searchsorted(r, np.arange(B + 1)).astype(np.int64)
+    req = [(i, *sp.members(h, j)) for i in range(B) for h, j in _all_labels(tagger, 1)[0]]
+    req_row, req_lin, req_slot = (np.array(x, np.int64) for x in zip(*req))
+    assert (req_lin >= 0).all() and (req_slot >= 0).all()  # the shipped heads average both members
+    counts = row_ptr[req_row + 1] - row_ptr[req_row]
+    req_off = (np.cumsum(counts) - counts).astype(np.int64)
+    lo, hi, delta, base = sp.trees.path_tables()
+    t = sp.trees
+    lin_c, tree_c = np.empty(int(counts.sum()), np.float32), np.empty(int(counts.sum()), np.float32)
+    sparse_mod._kernels.contrib(row_ptr, c, v, sp.W, t.first, t.thr, t.tree, t.mask, t.start, t.group, lo, hi, delta,
+                                req_row, req_lin, req_slot, req_off, lin_c, tree_c)
+    lin_n, tree_n = sp._contrib_numpy(r, c, v, B, row_ptr, req_row, req_lin, req_slot, counts, lo, hi, delta)
+    assert np.abs(lin_c - lin_n).max() < 1e-6 and np.abs(tree_c - tree_n).max() < 1e-6
+    logits = np.empty((B, sp.W.shape[1]), np.float32)
+    raw = np.empty((B, t.n_groups), np.float32)
+    sparse_mod._kernels.score(r, c, v, sp.W, sp.b, t.first, t.thr, t.tree, t.mask, t.start, t.leaf_values, t.group, logits, raw)
+    q_of = np.repeat(np.arange(len(req)), counts)
+    z_lin = np.bincount(q_of, weights=lin_c, minlength=len(req)) + sp.b[req_lin]
+    z_tree = np.bincount(q_of, weights=tree_c, minlength=len(req)) + base[req_slot]
+    assert np.abs(z_lin - logits[req_row, req_lin]).max() < 1e-4
+    assert np.abs(z_tree - raw[req_row, req_slot]).max() < 1e-4
+    assert (np.abs(tree_c) > 0).mean() > 0.01  # the trees do take part
+
+
+def test_compiled_and_numpy_evidence_agree(tagger):
+    """The same token scores and spans from _kernels.c and from the numpy fallback."""
+    texts = _shuffled(300, seed=5)
+    toks = tagger.tokenizer.batch(texts)
+    wanted = _all_labels(tagger, len(toks))
+    sp = tagger.sparse
+    assert sp.compiled
+    compiled = sp.explain(toks, wanted)
+    fallback = Tagger(ROOT / "models" / "policy-tagger", self_test=False)
+    fallback.sparse.compiled = False
+    numpy_path = fallback.sparse.explain(toks, wanted)
+    for a, b in zip(compiled, numpy_path):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+    clauses = [{"id": str(i), "text": t} for i, t in enumerate(texts[:100])]
+    ours = tag_clauses(tagger, clauses, evidence=True, overrides=NO_OVERRIDES)
+    theirs = tag_clauses(fallback, clauses, evidence=True, overrides=NO_OVERRIDES)
+    assert [[(s["start"], s["end"]) for h in HEADS for sp_ in r["evidence"][h].values() for s in sp_] for r in ours] == \
+        [[(s["start"], s["end"]) for h in HEADS for sp_ in r["evidence"][h].values() for s in sp_] for r in theirs]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_marker_characters_get_no_span(tagger, compiled):
+    """Marker tokens (Private Use Area characters the tokeniser may add; not in the text):
+    an occurrence containing one gives no token any share, and spans still index the text."""
+    if not compiled:
+        tagger = Tagger(ROOT / "models" / "policy-tagger", self_test=False)
+        tagger.sparse.compiled = False
+    sp = tagger.sparse
+    # One feature with two occurrences, one of them across a marker: only the other counts,
+    # with its half of the contribution.
+    texts = ["支持 \ue001 芯片 研发"]
+    occ = (np.array([0, 0]), np.array([7, 7]), np.array([3, 5]), np.array([7, 7]))
+    [scores] = sp._to_tokens(texts, [[("industry", 0)]], np.array([0]), np.array([7]), np.array([0, 1]), occ,
+                             np.array([0]), np.array([0]), np.array([2.0]))
+    assert scores.shape == (1, 4)
+    assert scores[0].tolist() == [0.0, 0.0, 1.0, 0.0]
+    # End to end: markers in the token strings the model reads, none in the text.
+    text = "对人工智能企业给予最高500万元资金补助，支持芯片研发。"
+    plain = tagger.tokenizer(text)
+    marked = "\ue000 " + plain.replace(" 芯片", " \ue002 芯片") + " \ue0ff"
+    [p] = tagger.predict_tokens([marked])
+    wanted = [{h: p.labels[h] for h in HEADS}]
+    assert any(wanted[0].values())
+    [ev] = explain(tagger, [text], wanted, token_texts=[marked])
+    spans = [s for h in HEADS for lab in wanted[0][h] for s in ev[h][lab]]
+    assert spans and all(text[s["start"] : s["end"]] == s["text"] and not any("\ue000" <= ch <= "\ue0ff" for ch in s["text"]) for s in spans)
 
 
 def test_offsets_point_into_the_original_text_through_normalisation(tagger):
@@ -140,6 +272,17 @@ def test_cli_tag_evidence_flag(tmp_path):
     rec = json.loads(out.read_text(encoding="utf-8"))
     spans = rec["evidence"]["measure"]["rent_subsidy"]
     assert spans and all(rec["text"][s["start"] : s["end"]] == s["text"] for s in spans)
+    # The CLI's spans are the library's (one function behind CLI, API, store and page).
+    [lib] = tag_clauses(Tagger(ROOT / "models" / "policy-tagger"), [{"id": "a", "text": rec["text"]}], evidence=True)
+    assert rec["evidence"] == lib["evidence"]
+    occ = run_cli("tag", str(src), "--evidence", "--evidence-method", "occlusion", "-q")
+    assert occ.returncode == 0, occ.stderr
+    occ_rec = json.loads(occ.stdout)
+    assert occ_rec["evidence"]["measure"]["rent_subsidy"] and occ_rec["evidence"] != rec["evidence"]
+    bad = run_cli("tag", str(src), "--evidence", "--evidence-method", "saliency", "-q")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    alone = run_cli("tag", str(src), "--evidence-method", "occlusion", "-q")
+    assert alone.returncode == 2 and alone.stderr.strip().endswith("--evidence-method needs --evidence (without it no evidence is computed)")
     # Resuming that output without --evidence would mix records with and without it.
     r = run_cli("tag", str(src), "-o", str(out), "-q")
     assert r.returncode == 2 and "was tagged with --evidence" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -153,7 +296,7 @@ def api(tmp_path_factory, tagger):
     yield from serve(create_app(settings, tagger=tagger))
 
 
-def test_api_tag_returns_evidence_by_default(api):
+def test_api_tag_returns_evidence_by_default(api, tagger):
     body = {"clauses": [{"id": "a", "text": "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"}, {"id": "b", "text": "支持智能网联汽车测试。"}]}
     j = httpx.post(api + "/v1/tag", json=body, timeout=60).json()
     a, b = j["data"]
@@ -161,6 +304,14 @@ def test_api_tag_returns_evidence_by_default(api):
     assert a["provenance"]["measure"]["rent_subsidy"] == "model" and a["model"] == j["model"]
     for rec in (a, b):
         _spans_ok(rec)
+    # The API's spans are the library's, whichever method is asked for.
+    lib = tag_clauses(tagger, body["clauses"], evidence=True)
+    assert [r["evidence"] for r in j["data"]] == [r["evidence"] for r in lib]
+    occ = httpx.post(api + "/v1/tag?evidence_method=occlusion", json=body, timeout=60).json()
+    lib_occ = tag_clauses(tagger, body["clauses"], evidence=True, evidence_method="occlusion")
+    assert [r["evidence"] for r in occ["data"]] == [r["evidence"] for r in lib_occ] != [r["evidence"] for r in lib]
+    wrong = httpx.post(api + "/v1/tag?evidence_method=saliency", json=body, timeout=60)
+    assert wrong.status_code == 422 and "evidence_method" in wrong.text
     off = httpx.post(api + "/v1/tag?evidence=false", json=body, timeout=60).json()
     assert all("evidence" not in r for r in off["data"]) and off["data"][0]["measure"] == a["measure"]
     bad = httpx.post(api + "/v1/tag?evidence=maybe", json=body, timeout=60)
@@ -206,3 +357,42 @@ def test_cli_ingest_stores_evidence_and_an_old_database_gets_the_columns(tmp_pat
     assert all(row["evidence"] is not None for row in Store(url2).query(ClauseQuery(limit=1000))[0])
     r = run_cli("ingest", str(doc), "--database-url", url2)
     assert "unchanged 1" in r.stderr
+    r = run_cli("ingest", str(doc), "--database-url", url2, "--no-evidence", "--evidence-method", "occlusion")
+    assert r.returncode == 2 and "contradict" in r.stderr
+
+
+def test_cli_lists_the_evidence_methods():
+    from tagger.cli.commands import EVIDENCE_METHODS
+
+    assert EVIDENCE_METHODS == METHODS and METHODS[0] == "contributions"
+
+
+def test_graph_serving_gets_the_same_evidence_and_a_bundle_without_tables_gets_occlusion(tagger, tmp_path):
+    """TAGGER_SERVING=onnx scores with the graph; evidence still reads the bundle's sparse
+    tables (the same spans). A bundle without them can only be explained by occlusion."""
+    import shutil
+
+    clauses = [{"id": "a", "text": "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"},
+               {"id": "b", "text": "支持智能网联汽车测试，对首台套芯片产品给予最高500万元奖励。"}]
+    graph = Tagger(ROOT / "models" / "policy-tagger", serving="onnx")
+    assert graph.sparse is None
+    ours = tag_clauses(tagger, clauses, evidence=True, overrides=NO_OVERRIDES)
+    assert [r["evidence"] for r in tag_clauses(graph, clauses, evidence=True, overrides=NO_OVERRIDES)] == [r["evidence"] for r in ours]
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "models" / "policy-tagger", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["serving"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    (bundle / "sparse.npz").unlink()
+    old = Tagger(bundle)
+    assert old.serving == "onnx"
+    occ = tag_clauses(tagger, clauses, evidence=True, overrides=NO_OVERRIDES, evidence_method="occlusion")
+    got = tag_clauses(old, clauses, evidence=True, overrides=NO_OVERRIDES)
+
+    def where(recs):  # the graph's probabilities differ from the tables' in the 6th decimal: compare spans, not weights
+        return [{h: {lab: [(s["start"], s["end"]) for s in sp] for lab, sp in r["evidence"][h].items()} for h in HEADS} for r in recs]
+
+    assert where(got) == where(occ) and any(sp for r in got for h in HEADS for sp in r["evidence"][h].values())
+    with pytest.raises(ValueError, match="unknown evidence method 'saliency'"):
+        tag_clauses(tagger, clauses, evidence=True, evidence_method="saliency")

@@ -16,7 +16,7 @@ from ..jsonbody import parse_document_body
 from ..limits import JobLimits
 from ..schemas import DocumentIn, check_strings
 from ..security import require_write
-from .tag import FastJSON, check_evidence_limit, check_limits, render_json
+from .tag import EvidenceMethod, FastJSON, check_evidence_limit, check_limits, render_json
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -164,12 +164,13 @@ _BODY = {
 
 
 @router.post("/documents", openapi_extra=_BODY)
-async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, store: bool = False, evidence: bool = True) -> dict:
+async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, store: bool = False, evidence: bool = True,
+                    evidence_method: EvidenceMethod = "contributions") -> dict:
     """A document (multipart ``file`` or JSON ``{"text": ...}``) -> segmented, tagged clauses.
 
     With ``?store=true`` the document and its tagged clauses are also stored (idempotent);
     storing is a write and needs an API key (see README, "Access"). Records carry
-    ``evidence`` unless ``?evidence=false`` (~20x faster), and ``provenance``."""
+    ``evidence`` unless ``?evidence=false`` (``evidence_method`` as ``/v1/tag``), and ``provenance``."""
     if store:
         require_write(request)
     source, meta = await _source_from_request(request, settings)
@@ -181,6 +182,7 @@ async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, 
     # the client goes away, but a store write, once begun, is let finish.
     limits = JobLimits(read_seconds=settings.parse_timeout, what=what, cancellable_after_read=not store, too_slow=too_slow)
     body, n = await pool.run_heavy(document_job, tagger, settings, source, meta, store_url, evidence=evidence, overrides=ov,
+                                   evidence_method=evidence_method,
                                    limits=limits, receive=request.receive)
     request.app.state.metrics.clauses.inc(n)
     return FastJSON(body)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import hashlib
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
@@ -14,16 +16,18 @@ from ..security import require_json
 
 router = APIRouter(prefix="/v1", tags=["tag"])
 
-# Evidence scores ~50 variants of each clause (occlusion, tagger.model.evidence): for choosing the
-# worker-process path a clause with evidence weighs as much as this many without.
-EVIDENCE_COST = 50
+# For choosing where a request runs, a clause with evidence weighs as much as this many
+# without: occlusion scores ~50 variants of each clause; contributions (the default) are one
+# more pass over the clause's features, measured 1.3-1.8x the CPU of tagging, counted 3.
+EVIDENCE_COST = {"occlusion": 50, "contributions": 3}
+EvidenceMethod = Literal["contributions", "occlusion"]
 # The length of clause that costs one work unit. Tagging a longer clause costs in
-# proportion to its length; its evidence in proportion to the square of it (one variant
-# per token, each as long as the clause).
+# proportion to its length; occlusion evidence in proportion to the square of it (one
+# variant per token, each as long as the clause), contributions in proportion to it.
 COST_UNIT_CHARS = 200
 
 
-def work_cost(lengths, evidence: bool) -> int:
+def work_cost(lengths, evidence: bool, method: str = "contributions") -> int:
     """The work of tagging clauses of these lengths (characters), in units of one clause of
     up to COST_UNIT_CHARS characters tagged without evidence; compared with
     ``work_process_min_clauses`` to decide where a request runs. Counting clauses alone
@@ -32,7 +36,12 @@ def work_cost(lengths, evidence: bool) -> int:
     cost = 0
     for n in lengths:
         units = max(1, -(-n // COST_UNIT_CHARS))
-        cost += EVIDENCE_COST * units * units if evidence else units
+        if not evidence:
+            cost += units
+        elif method == "occlusion":
+            cost += EVIDENCE_COST["occlusion"] * units * units
+        else:
+            cost += EVIDENCE_COST["contributions"] * units
     return cost
 
 
@@ -72,9 +81,9 @@ def check_evidence_limit(clauses: list[dict], settings) -> None:
             )
 
 
-def batch_tag(tagger, evidence: bool, overrides, clauses: list[dict]) -> list[dict]:
+def batch_tag(tagger, evidence: bool, overrides, evidence_method: str, clauses: list[dict]) -> list[dict]:
     """The batcher's model call: the clauses of several concurrent requests at once."""
-    return tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides)
+    return tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides, evidence_method=evidence_method)
 
 
 def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
@@ -102,11 +111,14 @@ def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int
 
 @router.post("/tag", response_model=TagResponse, response_class=FastJSON, dependencies=[Depends(require_json)],
              openapi_extra=TAG_BODY_SCHEMA)
-async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, evidence: bool = True):
+async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: PoolDep, evidence: bool = True,
+              evidence_method: EvidenceMethod = "contributions"):
     """Tag clauses (or one text) in a single vectorisation pass.
 
-    Each record carries ``evidence`` (the text spans behind each label) unless
-    ``?evidence=false``, which is ~20x faster; and ``provenance`` (model or override rule)."""
+    Each record carries ``evidence`` (the text spans behind each label; ``evidence_method``:
+    ``contributions``, the model's own arithmetic, or ``occlusion``, ~20x slower) unless
+    ``?evidence=false``; and ``provenance`` (model or override rule)."""
+    method = evidence_method
     # The body is read here, not by FastAPI: parsing a large one (up to max_json_bytes) on
     # the event loop stalled every other request (tagger.api.jsonbody).
     raw = await request.body()
@@ -115,7 +127,7 @@ async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: 
         # are pinned first: a broken rules file is a 503 before the body's own checks.)
         ov = resolve_overrides(tagger, settings.overrides_file)
         rendered, n = await pool.run_heavy(tag_body_job, tagger, settings, raw, evidence=evidence, overrides=ov,
-                                           limits=JobLimits(), receive=request.receive)
+                                           evidence_method=method, limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
         return FastJSON(rendered)
     clauses = _clauses_of(parse_tag_body(raw, settings), settings, evidence)
@@ -123,20 +135,20 @@ async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: 
     # (deps.fresh_overrides, a router dependency) and pinned: no file access here. The
     # records and the answer's "model" carry the same stamp. A broken file: 503 (api/__init__).
     ov = resolve_overrides(tagger, settings.overrides_file)
-    if work_cost((len(c["text"]) for c in clauses), evidence) > settings.work_process_min_clauses:
+    if work_cost((len(c["text"]) for c in clauses), evidence, method) > settings.work_process_min_clauses:
         # Big: tagged and rendered in a worker process, off this process's GIL.
         from ..workers import tag_job
 
         rendered, n = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov,
-                                           limits=JobLimits(), receive=request.receive)
+                                           evidence_method=method, limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
         return FastJSON(rendered)
     # Small requests that arrive together share one model call (api/batcher.py). With the work
     # queue full, one that needs the work pool is refused now (503), not after waiting in the
     # batcher's queue for the batch under way.
-    if pool.full and (evidence or work_cost((len(c["text"]) for c in clauses), False) > settings.inline_clauses):
+    if pool.full and work_cost((len(c["text"]) for c in clauses), evidence, method) > settings.inline_clauses:
         raise Busy(message="server shutting down, retry later" if pool.draining else None)
-    data = await request.app.state.batcher.submit(clauses, tagger, evidence, ov) if clauses else []
+    data = await request.app.state.batcher.submit(clauses, tagger, evidence, ov, method if evidence else None) if clauses else []
     request.app.state.metrics.clauses.inc(len(data))
     # Returned as a response object: skips re-validating every record against the
     # response model (the contract is kept by tag_clauses and tested).

@@ -1,0 +1,116 @@
+"""Evidence quality, both methods, on labeled clauses (issue #20): figures, and a file for a blind read.
+
+    python benchmarks/evidence_quality.py [--clauses 300] [--seed 21] [--read 50] [--out benchmarks/evidence_read]
+    python benchmarks/evidence_quality.py --score benchmarks/evidence_read   # after the read
+
+Takes ``--clauses`` clauses of ``labels/clauses.jsonl`` at random (seeded), tags them with
+the bundled model (no override rules: their evidence is the rule's match) and evidence by
+each method, and prints per method over the labels the model assigned (topic, measure,
+industry): the share with any evidence, spans per label, and the share of spans that are a
+single character or a function word (``tagger.model.evidence.is_trivial_span``).
+
+It also writes ``<out>.md``: ``--read`` assigned labels drawn at random, half of them among
+the confident ones (score >= 0.9), each with its clause and the top span of each method in
+a random order (A/B), and ``<out>.key.json`` (which letter is which method; not to be read
+before the verdicts). The reader fills ``<out>.verdicts.json``: ``{"1": {"A": true, "B":
+false}, ...}``, true when the span, shown alone, tells a reader why the clause has the
+label. ``--score`` then prints the share of labels whose top span justifies it, per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tagger.model.evidence import METHODS, is_trivial_span  # noqa: E402
+from tagger.model.inference import Tagger  # noqa: E402
+from tagger.model.overrides import NO_OVERRIDES  # noqa: E402
+from tagger.tagging import tag_clauses  # noqa: E402
+from tagger.taxonomy import MULTI_HEADS  # noqa: E402
+
+CONFIDENT = 0.9
+
+
+def figures(records: list[dict]) -> dict:
+    labels = [(r, h, lab) for r in records for h in MULTI_HEADS for lab in r[h]]
+    spans = [s for r, h, lab in labels for s in r["evidence"][h][lab]]
+    trivial = [s["text"] for s in spans if is_trivial_span(s["text"])]
+    return {
+        "labels": len(labels),
+        "with_evidence": round(sum(bool(r["evidence"][h][lab]) for r, h, lab in labels) / max(len(labels), 1), 4),
+        "spans_per_label": round(len(spans) / max(len(labels), 1), 2),
+        "spans": len(spans),
+        "trivial_spans": round(len(trivial) / max(len(spans), 1), 4),
+        "trivial_examples": sorted(set(trivial))[:20],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clauses", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--read", type=int, default=50)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "evidence_read"))
+    ap.add_argument("--score", metavar="OUT", help="score the verdicts of a finished read and exit")
+    args = ap.parse_args()
+    if args.score:
+        return score(Path(args.score))
+
+    rows = [json.loads(line) for line in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rng = random.Random(args.seed)
+    sample = [{"id": r["id"], "text": r["text"]} for r in rng.sample(rows, args.clauses)]
+    tagger = Tagger(ROOT / "models" / "policy-tagger")
+    by_method = {m: tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES, evidence_method=m) for m in METHODS}
+    report = {"clauses": len(sample), "seed": args.seed, "model": tagger.version, "methods": {m: figures(recs) for m, recs in by_method.items()}}
+    print(json.dumps(report, ensure_ascii=False, indent=1))
+
+    # The read: labels both methods saw (the same model, so the same labels), half confident.
+    base = by_method[METHODS[0]]
+    labels = [(i, h, lab) for i, r in enumerate(base) for h in MULTI_HEADS for lab in r[h]]
+    confident = [x for x in labels if base[x[0]]["scores"][x[1]][x[2]] >= CONFIDENT]
+    other = [x for x in labels if base[x[0]]["scores"][x[1]][x[2]] < CONFIDENT]
+    half = args.read // 2
+    picked = rng.sample(confident, min(half, len(confident)))
+    picked += rng.sample(other, min(args.read - len(picked), len(other)))
+    rng.shuffle(picked)
+    lines = ["# Evidence, blind read", "",
+             "For each label: does the span, shown alone, tell a reader why the clause has the label? "
+             "Verdicts go into the .verdicts.json file next to this one (see benchmarks/evidence_quality.py).", ""]
+    key = {}
+    for n, (i, h, lab) in enumerate(picked, 1):
+        order = list(METHODS)
+        rng.shuffle(order)
+        key[str(n)] = dict(zip("AB", order))
+        rec = base[i]
+        lines += [f"## {n}. {h}: {lab} (score {rec['scores'][h][lab]:.3f})", "", f"> {rec['text']}", ""]
+        for letter, m in zip("AB", order):
+            spans = by_method[m][i]["evidence"][h][lab]
+            lines.append(f"- {letter}: " + (f"`{spans[0]['text']}`" if spans else "(none)"))
+        lines.append("")
+    out = Path(args.out)
+    out.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
+    out.with_suffix(".key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out.with_suffix('.md')} ({len(picked)} labels, {sum(1 for x in picked if x in confident)} confident) and the key")
+
+
+def score(out: Path) -> None:
+    key = json.loads(out.with_suffix(".key.json").read_text(encoding="utf-8"))
+    verdicts = json.loads(out.with_suffix(".verdicts.json").read_text(encoding="utf-8"))
+    missing = sorted(set(key) - set(verdicts), key=int)
+    if missing:
+        raise SystemExit(f"no verdict for labels {', '.join(missing)}")
+    good = {m: 0 for m in METHODS}
+    for n, letters in key.items():
+        for letter, m in letters.items():
+            good[m] += bool(verdicts[n][letter])
+    print(json.dumps({m: {"justified": good[m], "of": len(key), "share": round(good[m] / len(key), 3)} for m in METHODS}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
