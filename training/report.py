@@ -114,6 +114,8 @@ def model_card(manifest: dict) -> str:
     td = manifest["training_data"]
     ev = manifest.get("evaluation")
     models = ", ".join(f"{h}: `{hd['model']}`" for h, hd in manifest["heads"].items())
+    markers = (", preceded by structure markers (length class, last character; a start marker after a leading "
+               "enumerator: `structure_markers`)") if manifest.get("tokenizer", {}).get("structure_markers") else ""
     honest = ""
     if ev:
         honest = "## Accuracy on documents the model has not seen\n\n" + evaluation_table(ev) + "\n"
@@ -134,7 +136,7 @@ principle, condition, procedure or title); ids in `manifest.json`, contract in
 the gate table below says so.
 
 - **Input**: clause text, normalised and cut by jieba with `userdict.txt`, tokens joined by
-  spaces (`tagger.model.features.Tokenizer`); ONNX input `{manifest['input']['name']}` (string [N, 1]).
+  spaces (`tagger.model.features.Tokenizer`){markers}; ONNX input `{manifest['input']['name']}` (string [N, 1]).
 - **Model**: word {tuple(manifest['features']['word_ngram'])} + char {tuple(manifest['features']['char_ngram'])} n-gram TF-IDF
   ({manifest['features']['n_features']} features), one-vs-rest per head ({models}); `avg:a+b` averages the
   two models' probabilities inside the ONNX graph; per-label thresholds tuned on grouped-CV
