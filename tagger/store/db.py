@@ -562,19 +562,26 @@ class Store:
             .group_by(m.c.year, clause_tags.c.label)
         )
         by_year = select(m.c.year, func.count()).group_by(m.c.year)
-        # Each clause's top label: highest score, ties by label id so that both back ends agree.
-        rank = func.row_number().over(partition_by=clause_tags.c.clause_id, order_by=(clause_tags.c.score.desc(), clause_tags.c.label))
-        ranked = select(clause_tags.c.clause_id, clause_tags.c.label, rank.label("rk")).where(clause_tags.c.head == head, clause_tags.c.clause_id.in_(select(m.c.cid))).subquery()
-        top = select(ranked.c.clause_id, ranked.c.label).where(ranked.c.rk == 1).subquery()
-        by_top = (
-            select(m.c.year, top.c.label, func.count())
-            .select_from(m.outerjoin(top, top.c.clause_id == m.c.cid))
-            .group_by(m.c.year, top.c.label)
+        # Each clause's top label: highest score, ties by label id. Picked here from the tag rows
+        # of the matching clauses (a window function over a joined subquery took 5 s on SQLite
+        # for 6,000 clauses; these rows are a few per clause).
+        tags = (
+            select(m.c.cid, m.c.year, clause_tags.c.label, clause_tags.c.score)
+            .select_from(m.join(clause_tags, clause_tags.c.clause_id == m.c.cid))
+            .where(clause_tags.c.head == head)
         )
         with self.engine.connect() as conn:
             cells = {(y, lab): int(n) for y, lab, n in conn.execute(by_label)}
             totals = {y: int(n) for y, n in conn.execute(by_year)}
-            primary = {(y, lab): int(n) for y, lab, n in conn.execute(by_top)}
+            best: dict[str, tuple] = {}
+            for cid, year, label, score in conn.execute(tags):
+                if cid not in best or (-score, label) < (-best[cid][2], best[cid][1]):
+                    best[cid] = (year, label, score)
+        primary: dict[tuple, int] = {}
+        for year, label, _ in best.values():
+            primary[(year, label)] = primary.get((year, label), 0) + 1
+        for year, n in totals.items():  # clauses with no label of the head
+            primary[(year, None)] = n - sum(c for (y, lab), c in primary.items() if y == year and lab is not None)
         return cells, totals, primary
 
 
