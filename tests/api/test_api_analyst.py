@@ -17,23 +17,12 @@ from sqlalchemy import create_engine, text
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.ingest.corpus import iter_documents
-from tagger.model.inference import Tagger
-from tagger.store.db import Store, ingest_documents
 from tagger.store.facts import format_amount
 from tagger.taxonomy import load_taxonomy
 
-from ..conftest import DOCS, ROOT, serve
+from ..conftest import ROOT, corpus_store, serve
 
 README = ROOT / "README.md"
-
-
-def corpus_store(tmp_path_factory, name: str) -> tuple[str, Tagger]:
-    """Every document under labels/documents, tagged by the bundled model (no evidence: ~10 s)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}"
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
-    ingest_documents(Store(url), tagger, list(iter_documents([DOCS])))
-    return url, tagger
 
 
 @pytest.fixture(scope="module")
