@@ -125,6 +125,8 @@ def test_years_skip_empty_years_and_stack_to_clause_counts(base_url):
         assert j["years"] == sorted(j["years"]) and all(n > 0 for n in j["clauses"])
         for i, y in enumerate(j["years"]):
             assert sum(s["primary"][i] for s in j["series"]) + j["unlabeled"][i] == j["clauses"][i]
+        # The undated column is drawn from the same series: a label only undated clauses carry is one.
+        assert set(j["undated"]["primary"]) | set(j["undated"]["labels"]) <= {s["label"] for s in j["series"]}
         if head == "kind":  # one kind per clause: its top label is its label
             assert all(s["primary"] == s["counts"] for s in j["series"]) and not any(j["unlabeled"])
     # The corpus spans 1997-2026 with gaps: the gaps are not on the axis.

@@ -134,7 +134,8 @@ def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measu
     are counted in ``undated``, not on the axis."""
     cells, totals, primary = store.year_counts(query, head)
     dated = sorted(y for y in totals if y is not None)
-    labels = sorted({lab for y, lab in cells if y is not None} | {lab for y, lab in primary if y is not None and lab is not None})
+    # Undated clauses' labels too: the chart's undated column is drawn from the same series.
+    labels = sorted({lab for _, lab in cells} | {lab for _, lab in primary if lab is not None})
     series = [
         {"label": lab, "counts": [cells.get((y, lab), 0) for y in dated], "primary": [primary.get((y, lab), 0) for y in dated]}
         for lab in labels
