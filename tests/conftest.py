@@ -87,3 +87,17 @@ def compilation_store(tmp_path_factory, name: str):
     tagger = Tagger(ROOT / "models" / "policy-tagger")
     ingest_documents(Store(url), tagger, load_documents(COMPILATION))
     return url, tagger
+
+
+def corpus_store(tmp_path_factory, name: str):
+    """A fresh SQLite store holding every document under labels/documents (the bundled corpus
+    the README's examples run on), tagged by the bundled model without evidence (~10 s);
+    returns ``(database URL, tagger)``."""
+    from tagger.ingest.corpus import iter_documents
+    from tagger.model.inference import Tagger
+    from tagger.store.db import Store, ingest_documents
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}"
+    tagger = Tagger(ROOT / "models" / "policy-tagger")
+    ingest_documents(Store(url), tagger, list(iter_documents([DOCS])))
+    return url, tagger

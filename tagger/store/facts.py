@@ -18,13 +18,13 @@
   - ``None``: no money and no support ratio (or only per-area prices, see below).
 
 - ``amount_wan``: the largest amount *of that kind*, in 万元 (最高1000万元 → 1000, 1亿元 → 10000,
-  2.13万亿元 → 21300000, 5000元 → 0.5, 20-30万元 → 30). It is kept for every kind, so a budget
+  2.13万亿元 → 213000000, 5000元 → 0.5, 20-30万元 → 30). It is kept for every kind, so a budget
   of 262亿元 is ``2620000`` with kind ``budget``: whoever compares what one firm gets must
   filter or sort on ``cap`` (the store does so by default). Unit prices per area or per unit of
   something other than a beneficiary (50元/平方米, 60万元/亩, 0.35元/度, 0.05元/美元) are rates,
   not amounts, and are never counted; per-beneficiary units (10000元/人, 1000元/个工位) are.
 - ``amount_per_year``: that amount is stated per year (每年最高300万元, 30万元/年).
-- ``amount_text``: the words around that amount (what the page highlights).
+- ``amount_text``: the words that state that amount, from a word start (what the page highlights).
 - ``ratio_pct``: the largest support ratio (按投资额的30%, 50%的比例给予补贴).
 - ``duration_years``: the longest support duration (连续支持三年, 补贴期限3年, 免租三年).
 - ``beneficiaries``: who receives it, where stated: enterprise, talent, platform, park.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["Facts", "extract_facts", "cn_number", "AMOUNT_KINDS"]
+__all__ = ["Facts", "extract_facts", "cn_number", "format_amount", "AMOUNT_KINDS"]
 
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
@@ -183,6 +183,29 @@ def _role(left: str, right: str, wide_left: str, upto_next: str) -> str | None:
     return "statistic"  # money nobody is given: a figure (产业规模…, 旅游投资100亿元)
 
 
+# Where a snippet may begin: after punctuation or a space, or where a cue word starts. A fixed
+# count of characters back cut words in two ("业租用经认定的…", "持有限额…").
+_SNIPPET_LEAD = 14
+_WORD_START = re.compile(r"(?<=[\s、）)“\"《/])|给予|对|按|最高|不超过|单个|单家|每家|每个|每年|每人|一次性|可获得?|分别")
+
+
+def _snippet(seg: str, m: re.Match) -> str:
+    """The words around one money mention within its comma-delimited part ``seg``: from a word
+    start at most ``_SNIPPET_LEAD`` characters back (the part's own start when it is that
+    close) to the amount, plus the payment noun right after it (10万元奖励). Always a
+    substring of the clause: the page finds it there to highlight it."""
+    lo = max(0, m.start() - _SNIPPET_LEAD)
+    if lo == 0:
+        start = 0
+    else:
+        starts = [x.start() for rx in (_WORD_START, _SUPPORT_CUE, _BUDGET_CUE, _THRESHOLD_CUE) for x in rx.finditer(seg, lo, m.start())]
+        start = min(starts, default=m.start())
+    end = m.end()
+    if paid := _PAID_AFTER.match(seg[end:]):
+        end += paid.end()
+    return seg[start:end]
+
+
 def _mentions(text: str):
     """(kind, amount in 万元, per year, surrounding text) for every money mention."""
     for seg in _SEGMENT.finditer(text):
@@ -210,7 +233,7 @@ def _mentions(text: str):
                 continue  # "人机物三元": 元 after a Chinese numeral is rarely money
             value = max(a, b or a) * _UNIT[m.group("unit")]
             per_year = bool(m.group("tail")) or bool(_PER_YEAR.search(left))
-            yield kind, value, per_year, s[max(0, m.start() - 10) : m.end()]
+            yield kind, value, per_year, _snippet(s, m)
 
 
 def extract_facts(text: str) -> Facts:
@@ -254,3 +277,18 @@ def extract_facts(text: str) -> Facts:
     if f.amount_kind in ("cap", "budget", "ratio") or f.duration_years is not None:
         f.beneficiaries = [k for k, rx in _BENEFICIARY.items() if rx.search(text)]
     return f
+
+
+def format_amount(wan: float | None, per_year: bool = False) -> str:
+    """An amount in 万元 as policy documents write it: 1亿元 and up in 亿元 (10000000 → 1000亿元),
+    1万亿元 and up in 万亿元, under 1万元 in 元 (0.5 → 5000元), else 万元; at most four
+    decimals, none when whole. The page's ``formatAmount`` does the same (tested against it)."""
+    if wan is None:
+        return ""
+    for unit, size in (("万亿元", 1e8), ("亿元", 1e4), ("万元", 1.0)):
+        if abs(wan) >= size:
+            break
+    else:
+        unit, size = "元", 1e-4
+    text = f"{wan / size:.4f}".rstrip("0").rstrip(".")
+    return text + unit + ("/年" if per_year else "")

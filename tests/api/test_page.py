@@ -279,25 +279,33 @@ def test_unknown_document_shows_the_message(base_url, page):
     "params",
     [{"measure": "grant", "year_from": "2018"}, {"measure": "rent_subsidy", "region": "成都"}, {"industry": "robotics"}],
 )
-def test_year_chart_has_one_bar_per_year_and_measure(base_url, page, params):
+def test_year_chart_has_one_segment_per_year_and_top_measure(base_url, page, params):
     page.goto(base_url + "/?" + str(httpx.QueryParams(params)))
     _ready(page)
     page.wait_for_selector("#years-chart[data-state=ready]")
     j = _api(base_url, "/v1/clauses/years", params)
-    expected = {(str(y), s["label"]): n for s in j["series"] for y, n in zip(j["years"], s["counts"]) if n}
-    expected |= {("undated", lab): n for lab, n in j["undated"]["labels"].items() if n}
-    assert expected, "the known query should have tagged clauses"
+    # Each clause in one segment: its most probable measure, or "none".
+    expected = {(str(y), s["label"]): n for s in j["series"] for y, n in zip(j["years"], s["primary"]) if n}
+    expected |= {(str(y), "none"): n for y, n in zip(j["years"], j["unlabeled"]) if n}
+    expected |= {("undated", lab): n for lab, n in j["undated"]["primary"].items() if n}
+    if j["undated"]["unlabeled"]:
+        expected[("undated", "none")] = j["undated"]["unlabeled"]
+    assert expected, "the known query should have matching clauses"
     bars = page.query_selector_all("#years-chart rect.seg")
     got = {(b.get_attribute("data-year"), b.get_attribute("data-label")): int(b.get_attribute("data-count")) for b in bars}
     assert len(bars) == len(expected) and got == expected
     axis = [t.get_attribute("data-year") for t in page.query_selector_all("#years-chart text.year")]
-    assert axis == [str(y) for y in j["years"]] + (["undated"] if j["undated"]["labels"] else [])
-    # The number over a column is its matching clauses (not the stack: a clause may have two labels).
+    assert axis == [str(y) for y in j["years"]] + (["undated"] if j["undated"]["clauses"] else [])
+    # The number over a column is its matching clauses, and so is the stack under it.
     tops = {t.get_attribute("data-year"): int(t.text_content()) for t in page.query_selector_all("#years-chart text.sum")}
-    want = {str(y): n for y, n in zip(j["years"], j["clauses"]) if n}
-    if j["undated"]["labels"]:
+    want = {str(y): n for y, n in zip(j["years"], j["clauses"])}
+    if j["undated"]["clauses"]:
         want["undated"] = j["undated"]["clauses"]
     assert tops == want
+    stacked = {}
+    for (year, _), n in got.items():
+        stacked[year] = stacked.get(year, 0) + n
+    assert stacked == want
     # Taller bar, more clauses: heights are proportional to the counts.
     heights = {k: float(b.get_attribute("height")) for k, b in zip(got, bars)}
     big, small = max(got, key=got.get), min(got, key=got.get)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tagger.store.facts import AMOUNT_KINDS, cn_number, extract_facts
+from tagger.store.facts import AMOUNT_KINDS, cn_number, extract_facts, format_amount
 
 CASES = [
     # compilation, 广州黄埔细则 第十五条
@@ -212,3 +212,51 @@ def test_amount_kinds(text, kind, amount):
 def test_statistics_name_no_beneficiary():
     # Who receives support is asked only of support; a target names nobody.
     assert extract_facts("到2025年，推动企业营业收入突破1000亿元。").beneficiaries == []
+
+
+@pytest.mark.parametrize(
+    "wan, per_year, shown",
+    [
+        (10000000, False, "1000亿元"),
+        (10000, False, "1亿元"),
+        (12345.678, False, "1.2346亿元"),
+        (213000000, False, "2.13万亿元"),
+        (200, True, "200万元/年"),
+        (1.5, False, "1.5万元"),
+        (0.5, False, "5000元"),
+        (0.12, False, "1200元"),
+        (None, False, ""),
+    ],
+)
+def test_format_amount_as_documents_write_it(wan, per_year, shown):
+    assert format_amount(wan, per_year) == shown
+
+
+# Clauses from the corpus whose amount sits far into a long comma-delimited part: a fixed
+# number of characters back cut the word in front of it ("业租用经认定的…", "含科创板)上市…").
+SNIPPETS = [
+    ("鼓励支持产业功能区围绕自身产业定位和人工智能特色应用创建智慧园区（或产业小镇），经认定后，给予最高200万元的一次性奖励。", "给予最高200万元的一次性奖励"),
+    ("对首次认定的国家级企业技术中心、工程研究中心的人工智能企业给予100万元奖励", "给予100万元奖励"),
+    ("5上市奖励:在沪深交易所(含科创板)上市的奖励3000万元;在境外主要证券交易所上市的奖励1000万元", "上市的奖励3000万元"),
+    ("按照实际支出不超过50%的标准，最低1万元，最高30万元进行补助。", "最高30万元"),
+]
+
+
+@pytest.mark.parametrize("text, snippet", SNIPPETS)
+def test_amount_text_starts_at_a_word(text, snippet):
+    f = extract_facts(text)
+    assert f.amount_text == snippet and f.amount_text in text
+
+
+def test_amount_text_is_in_the_clause_and_short(corpus_clauses):
+    """On every corpus clause with an amount: the snippet is a piece of the clause (the page
+    finds it there to highlight it), holds the amount's unit and leads in by a few words only."""
+    seen = 0
+    for _, c in corpus_clauses:
+        f = extract_facts(c.text)
+        if f.amount_wan is None or f.amount_kind == "ratio" and not f.amount_text:
+            continue
+        seen += 1
+        assert f.amount_text in c.text and "元" in f.amount_text, c.text
+        assert len(f.amount_text) <= 40, f.amount_text
+    assert seen > 500

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...errors import InvalidInput
 from ...store.db import ClauseQuery
+from ...store.facts import format_amount
 from ...taxonomy import HEADS
 from ..deps import StoreDep
 from ..schemas import check_strings
@@ -22,10 +23,18 @@ log = logging.getLogger(__name__)
 
 Labels = Annotated[list[str] | None, Query()]
 MAX_LIST_VALUES = 200
+# Ids for scripts, Chinese names for readers, next to each other; the scores of a head are in
+# the order of its ids ("grant;rent_subsidy" / "资金奖励;租金/场地补贴" / "0.91;0.62").
 EXPORT_FIELDS = [
-    "id", "doc", "doc_title", "region", "year", "section", "text", "topic", "measure", "industry", "kind",
-    "amount_wan", "amount_kind", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries", "top_score", "model",
+    "id", "doc", "doc_title", "issuer", "region", "year", "url", "section", "text",
+    "topic", "topic_names", "topic_scores", "measure", "measure_names", "measure_scores",
+    "industry", "industry_names", "industry_scores", "kind", "kind_name", "kind_score",
+    "amount", "amount_wan", "amount_kind", "amount_per_year", "amount_text", "ratio_pct", "duration_years", "beneficiaries",
+    "top_score", "model",
 ]
+# XLSX column widths (characters; a CJK character counts about two): the text wide, ids narrow.
+XLSX_WIDTHS = {"text": 80, "doc_title": 36, "issuer": 20, "region": 16, "url": 30, "section": 20, "amount_text": 24, "id": 28, "doc": 24}
+XLSX_DEFAULT_WIDTH = 14
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -49,6 +58,7 @@ def clause_query(
     # kind is single-label: any of the given kinds (?kind=target&kind=provision)
     kind: Labels = None,
     region: Labels = None,
+    issuer: Labels = None,
     doc: Labels = None,
     year_from: Year = None,
     year_to: Year = None,
@@ -64,7 +74,7 @@ def clause_query(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ClauseQuery:
     lists = {"topic": topic, "measure": measure, "industry": industry, "topic_all": topic_all, "measure_all": measure_all,
-             "industry_all": industry_all, "kind": kind, "region": region, "doc": doc}
+             "industry_all": industry_all, "kind": kind, "region": region, "issuer": issuer, "doc": doc}
     for name, values in lists.items():
         # SQLite refuses expression trees past ~1,000 terms; no real filter needs 200.
         n = len(_split(values))
@@ -80,6 +90,7 @@ def clause_query(
         any_of={"topic": _split(topic), "measure": _split(measure), "industry": _split(industry), "kind": _split(kind)},
         all_of={"topic": _split(topic_all), "measure": _split(measure_all), "industry": _split(industry_all)},
         regions=_split(region),
+        issuers=_split(issuer),
         docs=_split(doc),
         year_from=year_from,
         year_to=year_to,
@@ -99,29 +110,35 @@ QueryDep = Annotated[ClauseQuery, Depends(clause_query)]
 
 @router.get("/clauses")
 def list_clauses(query: QueryDep, store: StoreDep) -> dict:
-    """Stored clauses matching the filters: a page of rows, the total, facets over all matches."""
+    """Stored clauses matching the filters: a page of rows, the total, facets over all matches.
+    When nothing matches, ``without`` says how many clauses each filter's removal would give
+    (``{"region": 12, "year": 0, ...}``), so that a client can say which filter emptied it."""
     rows, total, facets = store.query(query)
-    return {"data": rows, "count": total, "facets": facets, "limit": query.limit, "offset": query.offset}
-
-
-# Beyond this span of years the axis lists only the years that occur: one misdated document
-# (year 1900) must not stretch the page's chart into a century of empty columns.
-MAX_YEAR_SPAN = 60
+    out = {"data": rows, "count": total, "facets": facets, "limit": query.limit, "offset": query.offset}
+    if total == 0:
+        out["without"] = store.without_each_filter(query)
+    return out
 
 
 @router.get("/clauses/years")
 def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measure", "industry", "kind"] = "measure") -> dict:
     """Matching clauses per year and per ``head`` label (the page's year chart); same filters as
-    /v1/clauses, paging and sort ignored. ``series[i].counts[j]`` is the number of matching
-    clauses of year ``years[j]`` tagged ``series[i].label``; ``clauses[j]`` the number of
-    matching clauses of that year (a clause with two labels counts in both series, once here).
-    Clauses of undated documents are counted in ``undated``, not on the axis."""
-    cells, totals = store.year_counts(query, head)
+    /v1/clauses, paging and sort ignored. ``years`` are the years that have matching clauses
+    (a year without any is not on the axis: 1997-2014 held nothing and took half the chart).
+    ``series[i].counts[j]`` is the number of matching clauses of year ``years[j]`` tagged
+    ``series[i].label`` (a clause with two labels counts in both series); ``series[i].primary[j]``
+    those whose most probable ``head`` label it is (each clause in one series at most);
+    ``unlabeled[j]`` the clauses with no ``head`` label; ``clauses[j]`` the matching clauses of
+    that year, which is the sum of ``primary`` over the series plus ``unlabeled``: a chart that
+    stacks ``primary`` has columns as tall as its clause counts. Clauses of undated documents
+    are counted in ``undated``, not on the axis."""
+    cells, totals, primary = store.year_counts(query, head)
     dated = sorted(y for y in totals if y is not None)
-    if dated and dated[-1] - dated[0] <= MAX_YEAR_SPAN:
-        dated = list(range(dated[0], dated[-1] + 1))  # gaps show as empty columns
+    # Undated clauses' labels too: the chart's undated column is drawn from the same series.
+    labels = sorted({lab for _, lab in cells} | {lab for _, lab in primary if lab is not None})
     series = [
-        {"label": lab, "counts": [cells.get((y, lab), 0) for y in dated]} for lab in sorted({lab for y, lab in cells if y is not None})
+        {"label": lab, "counts": [cells.get((y, lab), 0) for y in dated], "primary": [primary.get((y, lab), 0) for y in dated]}
+        for lab in labels
     ]
     for s in series:
         s["total"] = sum(s["counts"])
@@ -130,9 +147,15 @@ def clause_years(query: QueryDep, store: StoreDep, head: Literal["topic", "measu
         "head": head,
         "years": dated,
         "series": series,
+        "unlabeled": [primary.get((y, None), 0) for y in dated],
         "clauses": [totals.get(y, 0) for y in dated],
         "count": sum(totals.values()),
-        "undated": {"clauses": totals.get(None, 0), "labels": {lab: n for (y, lab), n in cells.items() if y is None}},
+        "undated": {
+            "clauses": totals.get(None, 0),
+            "labels": {lab: n for (y, lab), n in cells.items() if y is None},
+            "primary": {lab: n for (y, lab), n in primary.items() if y is None and lab is not None},
+            "unlabeled": primary.get((None, None), 0),
+        },
     }
 
 
@@ -164,6 +187,35 @@ def _cell(v):
     return v
 
 
+def _names() -> dict[str, dict[str, str]]:
+    from ...config import get_settings
+    from ...taxonomy import load_taxonomy
+
+    return load_taxonomy(get_settings().taxonomy_file).names
+
+
+def export_rows(rows, names: dict[str, dict[str, str]]):
+    """Stored rows with the export's derived columns: label names and scores per head, the
+    amount as documents write it. An id the taxonomy lacks keeps its id as its name."""
+    for r in rows:
+        r = dict(r)
+        scores = r.get("scores") or {}
+        for head in ("topic", "measure", "industry"):
+            ids = list(r.get(head) or [])
+            r[head + "_names"] = [names.get(head, {}).get(i, i) for i in ids]
+            r[head + "_scores"] = [_score((scores.get(head) or {}).get(i)) for i in ids]
+        kind = r.get("kind")
+        r["kind_name"] = names.get("kind", {}).get(kind, kind) if kind else None
+        r["kind_score"] = _score((scores.get("kind") or {}).get(kind)) if kind else None
+        r["amount"] = format_amount(r.get("amount_wan"), bool(r.get("amount_per_year")))
+        r["top_score"] = _score(r.get("top_score"))
+        yield r
+
+
+def _score(v):
+    return round(float(v), 4) if isinstance(v, (int, float)) else None
+
+
 def _write_csv(rows, out) -> None:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="")
     text.write("\ufeff")  # so that Excel reads UTF-8
@@ -178,8 +230,15 @@ def _write_xlsx(rows, out) -> None:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
+    from openpyxl.utils import get_column_letter
+
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("clauses")
+    # Set before the first row: a write-only sheet writes its columns ahead of the rows.
+    for i, name in enumerate(EXPORT_FIELDS, 1):
+        ws.column_dimensions[get_column_letter(i)].width = XLSX_WIDTHS.get(name, XLSX_DEFAULT_WIDTH)
+    ws.freeze_panes = "A2"  # the header row stays when scrolling
+    n = 0
 
     def cell(v):
         v = _cell(v)
@@ -195,6 +254,9 @@ def _write_xlsx(rows, out) -> None:
         ws.append(EXPORT_FIELDS)
         for r in rows:
             ws.append([cell(r.get(k)) for k in EXPORT_FIELDS])
+            n += 1
+        # Written after the rows (the sheet's tail), so the range can cover them all.
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(EXPORT_FIELDS))}{n + 1}"
     except Exception:
         # openpyxl streams the sheet through a temporary file of its own: finish and remove
         # it now instead of leaving it half-written until the server exits.
@@ -220,7 +282,7 @@ def export(query: QueryDep, store: StoreDep, format: Literal["csv", "xlsx"] = "c
     failure must happen first and be answered as an error."""
     out = tempfile.TemporaryFile()
     try:
-        (_write_csv if format == "csv" else _write_xlsx)(store.iter_all(query), out)
+        (_write_csv if format == "csv" else _write_xlsx)(export_rows(store.iter_all(query), _names()), out)
     except Exception:
         out.close()
         log.exception("export of %s failed", format)
