@@ -13,12 +13,12 @@ Figures of 2026-12-07 (labels 3897a555), topic = macro-F1 over the four required
 | + guide v1.1 words as topic lexicon flags | 0.815 | 0.775 | 0.575 | 0.554 |
 | topic trained only on provision/target/procedure clauses | 0.818 | 0.777 | 0.549 | 0.528 |
 
-Ceilings (markers, logistic regression): thresholds chosen on the test documents themselves
-0.667 (no gate) / 0.625 (hard gate), against 0.590 / 0.566 with nested thresholds; gating
-by the *labeled* kind 0.623 / 0.640. So neither thresholds nor a better kind head can bring
-this split's four required topics to 0.75: the 2023+ documents' topic words (大模型应用,
-智能体, 人工智能+, 算力) are absent before 2023 and the ranking itself fails (`applications`
-would need a threshold of 0.05).
+Ceilings (``--ceilings``): thresholds chosen on the test documents themselves 0.657 / 0.627
+(no gate / hard gate; with markers 0.653 / 0.626), against 0.597 / 0.564 with nested
+thresholds; gating by the *labeled* kind 0.639 (with markers 0.632). So neither thresholds
+nor a better kind head can bring this split's four required topics to 0.75: the 2023+
+documents' topic words (大模型应用, 智能体, 人工智能+, 算力) are absent before 2023 and the
+ranking itself fails (`applications` would need a threshold of 0.05).
 """
 
 from __future__ import annotations
