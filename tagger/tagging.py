@@ -65,17 +65,25 @@ def model_version(tagger: Tagger, overrides: "Overrides | Path | str | None" = N
     return resolve_overrides(tagger, overrides).version(tagger.version)
 
 
-def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None) -> list[dict]:
+def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None,
+                drift=None) -> list[dict]:
     """Tag a batch in one vectorisation pass; order is kept.
 
     Override rules apply after the model (``overrides``: see :func:`resolve_overrides`;
     read once per call, so one batch never mixes two versions of the file). With
     ``evidence`` every assigned label gets its spans: occlusion for the model's labels
-    (several times slower than tagging), the rule's matches (weight 1.0) for added ones."""
+    (several times slower than tagging), the rule's matches (weight 1.0) for added ones.
+    ``drift``: a (:class:`~tagger.model.drift.DriftProfiler`, accumulator) pair the batch is
+    added to, from the same tokens and probabilities (the records themselves do not change)."""
     ov = resolve_overrides(tagger, overrides)
     version = ov.version(tagger.version)
     texts = [c["text"] for c in clauses]
-    preds = tagger.predict(texts)
+    if drift is None:
+        preds = tagger.predict(texts)
+    else:
+        tokens, probs, preds = tagger.predict_detailed(texts)
+        profiler, acc = drift
+        profiler.add(acc, [c["id"] for c in clauses], [c.get("doc", "") for c in clauses], tokens, probs)
     order = {h: tagger.manifest.labels(h) for h in HEADS}
     applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
     evid: list = [None] * len(clauses)
