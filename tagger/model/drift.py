@@ -70,6 +70,21 @@ SCORE = "oov_rate"
 EXAMPLES_PER_TERM = 3
 
 _PUA = re.compile("[\ue000-\ue0ff]")
+_SEP = "\x01"  # joins a batch's clauses: a token no tokeniser output holds (tagger.model.sparse)
+
+
+class _Kinds(dict):
+    """token -> kind (DriftProfiler._classify), filled on first sight, bounded."""
+
+    def __init__(self, classify):
+        super().__init__()
+        self._classify = classify
+
+    def __missing__(self, tok):
+        if len(self) > 200_000:
+            self.clear()
+        k = self[tok] = self._classify(tok)
+        return k
 _WORDY = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z]")
 
 
@@ -147,8 +162,8 @@ class DriftProfiler:
         self._edges = np.asarray(MARGIN_BINS)
         # token -> 0 not a word, 1 a known word, 2 an unseen word: a dict hit per token
         # instead of two regex searches (the profile must stay within 5% of tagging).
-        self._kind: dict[str, int] = {}
         self._train = (reference or {}).get("train_counts") or {}
+        self._kinds = _Kinds(self._classify)
 
     @classmethod
     def for_tagger(cls, tagger) -> "DriftProfiler":
@@ -179,18 +194,15 @@ class DriftProfiler:
                    {h: tagger.manifest.thresholds(h) for h in HEADS}, ref, why)
 
     def _classify(self, tok: str) -> int:
-        k = self._kind.get(tok)
-        if k is None:
-            if len(self._kind) > 200_000:
-                self._kind.clear()
-            if not is_word(tok):
-                k = 0
-            elif self.vocabulary is None or tok in self.vocabulary:
-                k = 1
-            else:  # 2: cut from the vocabulary (rare in training), 3: never seen in training
-                k = 2 if tok in self._train else 3
-            self._kind[tok] = k
-        return k
+        """0 not a word, 1 a word with a column, 2 a word without one that training saw
+        (cut by min_df / max_features), 3 a word training never saw; -1 the batch separator."""
+        if tok == _SEP:
+            return -1
+        if not is_word(tok):
+            return 0
+        if self.vocabulary is None or tok in self.vocabulary:
+            return 1
+        return 2 if tok in self._train else 3
 
     def new_accumulator(self) -> "DriftAccumulator":
         return DriftAccumulator({h: len(self.labels[h]) for h in HEADS})
@@ -202,23 +214,19 @@ class DriftProfiler:
         n = len(token_texts)
         if n == 0:
             return np.zeros(0)
-        n_words = np.zeros(n, dtype=np.int64)
-        n_oov = np.zeros(n, dtype=np.int64)
-        n_new = np.zeros(n, dtype=np.int64)
-        classify, kinds = self._classify, self._kind
-        for i, text in enumerate(token_texts):
-            w = o = u = 0
-            for tok in text.split(" "):
-                k = kinds.get(tok)
-                if k is None:
-                    k = classify(tok)
-                if k:
-                    w += 1
-                    if k >= 2:
-                        o += 1
-                        u += k == 3
-                        acc.note_term(tok, ids[i], docs[i])
-            n_words[i], n_oov[i], n_new[i] = w, o, u
+        # The whole batch in one pass, as the sparse path reads it: tokens of all clauses
+        # joined with a separator token, kinds by a C-level map over a dict, counts by bincount.
+        texts = [t.replace(_SEP, "\x02") if _SEP in t else t for t in token_texts]
+        toks = (" " + _SEP + " ").join(texts).split(" ")
+        kinds = np.fromiter(map(self._kinds.__getitem__, toks), dtype=np.int8, count=len(toks))
+        rows = np.cumsum(kinds == -1)
+        n_words = np.bincount(rows[kinds > 0], minlength=n)
+        oov_at = np.flatnonzero(kinds >= 2)
+        n_oov = np.bincount(rows[oov_at], minlength=n)
+        n_new = np.bincount(rows[kinds == 3], minlength=n)
+        if len(oov_at):
+            r = rows[oov_at].tolist()
+            acc.note_terms([toks[i] for i in oov_at.tolist()], [ids[i] for i in r], [docs[i] for i in r])
         margins = np.zeros((n, len(HEADS)))
         decided = {}
         for j, h in enumerate(HEADS):
@@ -313,14 +321,15 @@ class DriftProfiler:
         train = (self.reference or {}).get("train_counts") or {}
         # Words training never saw come first (new vocabulary, not words the vocabulary cut),
         # then by how many documents use them (one document's names and typos sink) and count.
-        ranked = sorted(acc.terms.items(), key=lambda kv: (kv[0] in train, -len(acc.term_docs[kv[0]]), -kv[1], kv[0]))
+        n_docs = acc.term_documents()
+        ranked = sorted(acc.terms.items(), key=lambda kv: (kv[0] in train, -n_docs[kv[0]], -kv[1], kv[0]))
         out = []
         for term, count in ranked:
             if len(out) >= k:
                 break
             if count < 2:
                 continue
-            out.append({"term": term, "count": count, "documents": len(acc.term_docs[term]),
+            out.append({"term": term, "count": count, "documents": n_docs[term],
                         "train_count": int(train.get(term, 0)), "examples": acc.term_examples[term]})
         return out
 
@@ -382,7 +391,7 @@ class DriftAccumulator:
     hist: dict = field(default_factory=dict)
     docs: dict = field(default_factory=dict)
     terms: Counter = field(default_factory=Counter)
-    term_docs: dict = field(default_factory=dict)
+    term_doc_pairs: set = field(default_factory=set)
     term_examples: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -391,17 +400,28 @@ class DriftAccumulator:
             self.none.setdefault(h, 0)
             self.hist.setdefault(h, np.zeros(len(MARGIN_BINS) - 1, dtype=np.int64))
 
-    def note_term(self, term: str, cid: str, doc: str) -> None:
-        self.terms[term] += 1
-        d = self.term_docs.get(term)
-        if d is None:
-            self.term_docs[term] = {doc}
-            self.term_examples[term] = [cid]
-            return
-        d.add(doc)
-        ex = self.term_examples[term]
-        if len(ex) < EXAMPLES_PER_TERM and ex[-1] != cid:
-            ex.append(cid)
+    def note_terms(self, terms: list[str], cids: list[str], docs: list[str]) -> None:
+        """Occurrences of unseen words (parallel lists)."""
+        self.terms.update(terms)
+        self.term_doc_pairs.update(zip(terms, docs))
+        # Examples: a term's first and last clause in this batch (dicts built in C; a loop
+        # over every occurrence cost more than the rest of the profile).
+        first = dict(zip(reversed(terms), reversed(cids)))
+        last = dict(zip(terms, cids))
+        examples = self.term_examples
+        for term, cid in first.items():
+            ex = examples.get(term)
+            if ex is None:
+                ex = examples[term] = [cid]
+            elif len(ex) < EXAMPLES_PER_TERM and cid not in ex:
+                ex.append(cid)
+            other = last[term]
+            if other != cid and len(ex) < EXAMPLES_PER_TERM and other not in ex:
+                ex.append(other)
+
+    def term_documents(self) -> Counter:
+        """term -> the number of documents it occurs in."""
+        return Counter(t for t, _ in self.term_doc_pairs)
 
     def add_rows(self, docs, n_words, n_oov, n_new, conf, no_label, decided, bins) -> None:
         n = len(docs)
@@ -443,8 +463,8 @@ class DriftAccumulator:
         for d, s in o.docs.items():
             self.docs.setdefault(d, DocStats()).merge(s)
         self.terms.update(o.terms)
-        for t, ds in o.term_docs.items():
-            self.term_docs.setdefault(t, set()).update(ds)
+        self.term_doc_pairs |= o.term_doc_pairs
+        for t in o.term_examples:
             ex = self.term_examples.setdefault(t, [])
             ex.extend(x for x in o.term_examples[t] if x not in ex)
             del ex[EXAMPLES_PER_TERM:]

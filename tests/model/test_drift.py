@@ -113,8 +113,13 @@ def test_batches_merge_to_the_same_report_as_one_pass(tagger, corpus_clauses):
         acc = prof.new_accumulator()
         prof.add(acc, [f"c{i}" for i in range(len(texts))][sl], ["d"] * len(texts[sl]), tokens[sl], {h: p[sl] for h, p in probs.items()})
         parts.append(acc)
-    merged = parts[0].merge(parts[1])
-    assert prof.report(merged) == prof.report(one)
+    merged, whole = prof.report(parts[0].merge(parts[1])), prof.report(one)
+    # Examples are a term's first and last clause per batch: which ones depends on the cut.
+    for rep in (merged, whole):
+        for t in rep["unseen_terms"]:
+            ex = t.pop("examples")
+            assert 1 <= len(ex) <= 3 and all(t["term"] in tokens[int(c[1:])].split(" ") for c in ex)
+    assert merged == whole and merged["unseen_terms"]
 
 
 def test_tag_on_the_committed_corpus_says_ok_and_writes_the_report(bundle, tmp_path):
