@@ -48,10 +48,12 @@ class Metrics:
         self.drift_oov_words = Counter("tagger_drift_oov_words_total", "Words the model has no column for", registry=self.registry)
         self.drift_oov = Histogram("tagger_drift_document_oov_rate", "OOV rate per tagged document",
                                    buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0), registry=self.registry)
+        self.drift_score = Histogram("tagger_drift_document_score", "Drift score (long OOV rate) per tagged document",
+                                     buckets=(0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 1.0), registry=self.registry)
         self.drift_confidence = Histogram("tagger_drift_document_confidence", "Mean confidence per tagged document",
                                           buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=self.registry)
         # Per process (the recent window of GET /v1/drift); the highest over live workers.
-        self.drift_window = Gauge("tagger_drift_window_oov_rate", "OOV rate of the recent window (GET /v1/drift)",
+        self.drift_window = Gauge("tagger_drift_window_score", "Drift score of the recent window (GET /v1/drift)",
                                   registry=self.registry, multiprocess_mode="livemax")
         # Multiprocess mode (values in files, summed at each scrape): chosen by the value
         # class prometheus_client uses, which the supervisor sets before forking workers.
@@ -103,6 +105,8 @@ class Metrics:
             self.drift_documents.labels(verdict.replace(" ", "_")).inc()
             if d["oov_rate"] is not None:
                 self.drift_oov.observe(d["oov_rate"])
+            if d["score"] is not None:
+                self.drift_score.observe(d["score"])
             if d["mean_confidence"] is not None:
                 self.drift_confidence.observe(d["mean_confidence"])
 

@@ -338,10 +338,11 @@ def _drift_summary(report: dict) -> str:
     v = report["verdict"]
     if report["oov_rate"] is None:
         return v
-    head = f"{v} (OOV rate {report['oov_rate']:.3f}"
+    head = f"{v} ("
     if isinstance(report.get("reference"), dict):
         th = report["reference"]["thresholds"]
-        head += f"; watch at {th['watch']}, retrain at {th['retrain']}"
+        head += f"score {report['score']:.3f}: watch at {th['watch']}, retrain at {th['retrain']}; "
+    head += f"OOV rate {report['oov_rate']:.3f}"
     terms = ", ".join(t["term"] for t in report["unseen_terms"][:5])
     return head + ")" + (f"; top unseen terms: {terms}" if terms and v != "ok" else "")
 

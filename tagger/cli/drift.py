@@ -4,7 +4,8 @@ Reads what ``tagger ingest`` and ``POST /v1/documents?store=true`` stored per do
 rate, mean confidence, the verdict under the model that tagged it; tagger.model.drift) and
 groups it: month of ingestion, region (down to the province or city: ``浙江省嘉兴市`` counts
 as ``浙江省``), or publication year. A group's OOV rate weighs its documents by clauses;
-its verdict applies the current bundle's thresholds to that rate. A PNG chart is drawn
+its score (the long OOV rate, tagger.model.drift) likewise, and its verdict applies the
+current bundle's thresholds to that score. A PNG chart is drawn
 with matplotlib where installed (``pip install -e ".[train]"``), else the table says so.
 """
 
@@ -47,6 +48,9 @@ def group_documents(docs: list[dict], by: str, thresholds: dict | None) -> list[
         measured = [d for d in ds if d.get("oov_rate") is not None and d.get("n_clauses")]
         n = sum(d["n_clauses"] for d in measured)
         oov = round(sum(d["oov_rate"] * d["n_clauses"] for d in measured) / n, 4) if n else None
+        scored = [d for d in measured if d.get("drift_score") is not None]
+        ns = sum(d["n_clauses"] for d in scored)
+        score = round(sum(d["drift_score"] * d["n_clauses"] for d in scored) / ns, 4) if ns else None
         conf = [d for d in measured if d.get("mean_confidence") is not None]
         nc = sum(d["n_clauses"] for d in conf)
         rows.append({
@@ -54,24 +58,26 @@ def group_documents(docs: list[dict], by: str, thresholds: dict | None) -> list[
             "documents": len(ds),
             "clauses": sum(d.get("n_clauses") or 0 for d in ds),
             "unmeasured": len(ds) - len(measured),
+            "score": score,
             "oov_rate": oov,
             "mean_confidence": round(sum(d["mean_confidence"] * d["n_clauses"] for d in conf) / nc, 4) if nc else None,
             "flagged": sum(d.get("drift_verdict") in ("watch", "retrain") for d in ds),
-            "verdict": verdict_for(oov, thresholds) if oov is not None else "not measured",
+            "verdict": verdict_for(score, thresholds) if score is not None else "not measured",
         })
     return rows
 
 
 def _table(rows: list[dict], by: str) -> str:
-    head = f"{by:<14} {'docs':>5} {'clauses':>8} {'OOV rate':>9} {'confidence':>10} {'flagged':>8}  verdict"
+    head = f"{by:<14} {'docs':>5} {'clauses':>8} {'score':>7} {'OOV rate':>9} {'confidence':>10} {'flagged':>8}  verdict"
     lines = [head, "-" * len(head)]
     for r in rows:
         oov = f"{r['oov_rate']:.3f}" if r["oov_rate"] is not None else "-"
+        score = f"{r['score']:.3f}" if r["score"] is not None else "-"
         conf = f"{r['mean_confidence']:.3f}" if r["mean_confidence"] is not None else "-"
         # CJK region names are two columns wide in a terminal.
         name = str(r[by])
         pad = 14 - sum(2 if ord(ch) > 0x2E7F else 1 for ch in name)
-        lines.append(f"{name}{' ' * max(pad, 1)} {r['documents']:>5} {r['clauses']:>8} {oov:>9} {conf:>10} {r['flagged']:>8}  {r['verdict']}")
+        lines.append(f"{name}{' ' * max(pad, 1)} {r['documents']:>5} {r['clauses']:>8} {score:>7} {oov:>9} {conf:>10} {r['flagged']:>8}  {r['verdict']}")
     return "\n".join(lines)
 
 
@@ -93,10 +99,10 @@ def _chart(tables: dict[str, list[dict]], thresholds: dict | None, path: Path) -
         print("tagger drift: no CJK font installed; Chinese group names are drawn as boxes (the table has them)", file=sys.stderr)
     fig, axes = plt.subplots(len(tables), 1, figsize=(10, 3.2 * len(tables)), squeeze=False)
     for ax, (by, rows) in zip(axes[:, 0], tables.items()):
-        rows = [r for r in rows if r["oov_rate"] is not None]
-        ax.bar(range(len(rows)), [r["oov_rate"] for r in rows], color="#4a78a8")
+        rows = [r for r in rows if r["score"] is not None]
+        ax.bar(range(len(rows)), [r["score"] for r in rows], color="#4a78a8")
         ax.set_xticks(range(len(rows)), [str(r[by]) for r in rows], rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("OOV rate")
+        ax.set_ylabel("drift score")
         ax.set_title(f"drift by {by}")
         if thresholds:
             ax.axhline(thresholds["watch"], color="#d9a400", linestyle="--", label="watch")
@@ -132,7 +138,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(json.dumps({"thresholds": thresholds, "reference": why or "ok", **tables}, ensure_ascii=False, indent=1))
     else:
         if thresholds:
-            print(f"thresholds (OOV rate): watch {thresholds['watch']}, retrain {thresholds['retrain']}")
+            print(f"thresholds (score: long OOV rate, tagger/model/drift.py): watch {thresholds['watch']}, retrain {thresholds['retrain']}")
         else:
             print(f"no verdicts: {why}")
         for by, rows in tables.items():

@@ -19,12 +19,15 @@ What is measured, per clause, document and batch:
   mix and of the confidence histogram. JS rather than the population stability index:
   it is bounded (0..1) and defined when a label or a bin is empty on one side (PSI needs
   an arbitrary epsilon there and explodes for the rare labels a small batch misses).
-* **staleness score** = the OOV rate (batch: pooled over its words). The calibration
-  (``training/drift_calibration.py``, numbers in the model card) compared it with the
-  confidence and divergence figures for separating held-out documents of the training
-  years from later ones; the OOV rate separates best, needs no labels, and is stable on
-  a single document. The verdict compares the score with two thresholds the calibration
-  sets (stored in the reference file): ``ok`` below ``watch``, ``watch`` below
+* **staleness score** = the *long OOV rate*: the share of words that have no column and
+  are at least 3 characters long. The calibration (``training/drift_calibration.py``, numbers
+  in the model card) compared it with the plain OOV rate, the share of words training never
+  saw, and (with a model) confidence and divergence, for separating held-out documents of
+  the training years from later ones: new policy vocabulary comes as long compounds
+  (大模型, 低空经济, 新质生产力), while the short words without a column are mostly ones
+  every era has and the vocabulary cut (min_df, max_features). It needs no labels and is
+  stable on a single document. The verdict compares the score with two thresholds the
+  calibration sets (stored in the reference file): ``ok`` below ``watch``, ``watch`` below
   ``retrain``, else ``retrain``.
 * **unseen terms**: the most frequent out-of-vocabulary words, with counts, how often
   training saw them (the reference keeps the training counts of words without a
@@ -66,10 +69,12 @@ MARGIN_BINS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0000001
 DEFAULT_THRESHOLDS = {"watch": 0.20, "retrain": 0.28}
 TOP_TERMS = 25
 # The statistic the verdict reads (see the module docstring and the calibration).
-SCORE = "oov_rate"
+SCORE = "long_oov_rate"
+LONG_CHARS = 3
 EXAMPLES_PER_TERM = 3
 
 _PUA = re.compile("[\ue000-\ue0ff]")
+_WORD, _OOV, _NEW, _LONG = 1, 2, 4, 8  # token kind flags (DriftProfiler._classify)
 _SEP = "\x01"  # joins a batch's clauses: a token no tokeniser output holds (tagger.model.sparse)
 
 
@@ -194,15 +199,21 @@ class DriftProfiler:
                    {h: tagger.manifest.thresholds(h) for h in HEADS}, ref, why)
 
     def _classify(self, tok: str) -> int:
-        """0 not a word, 1 a word with a column, 2 a word without one that training saw
-        (cut by min_df / max_features), 3 a word training never saw; -1 the batch separator."""
+        """-1 the batch separator, 0 not a word, else _WORD plus the flags _OOV (no column),
+        _NEW (training never saw it, not even below min_df / max_features) and _LONG (an
+        unseen word of at least LONG_CHARS characters)."""
         if tok == _SEP:
             return -1
         if not is_word(tok):
             return 0
         if self.vocabulary is None or tok in self.vocabulary:
-            return 1
-        return 2 if tok in self._train else 3
+            return _WORD
+        k = _WORD | _OOV
+        if self._train and tok not in self._train:
+            k |= _NEW
+        if len(tok) >= LONG_CHARS:
+            k |= _LONG
+        return k
 
     def new_accumulator(self) -> "DriftAccumulator":
         return DriftAccumulator({h: len(self.labels[h]) for h in HEADS})
@@ -221,9 +232,10 @@ class DriftProfiler:
         kinds = np.fromiter(map(self._kinds.__getitem__, toks), dtype=np.int8, count=len(toks))
         rows = np.cumsum(kinds == -1)
         n_words = np.bincount(rows[kinds > 0], minlength=n)
-        oov_at = np.flatnonzero(kinds >= 2)
+        oov_at = np.flatnonzero((kinds > 0) & (kinds & _OOV > 0))
         n_oov = np.bincount(rows[oov_at], minlength=n)
-        n_new = np.bincount(rows[kinds == 3], minlength=n)
+        n_new = np.bincount(rows[(kinds > 0) & (kinds & _NEW > 0)], minlength=n)
+        n_long = np.bincount(rows[(kinds > 0) & (kinds & _LONG > 0)], minlength=n)
         if len(oov_at):
             r = rows[oov_at].tolist()
             acc.note_terms([toks[i] for i in oov_at.tolist()], [ids[i] for i in r], [docs[i] for i in r])
@@ -248,11 +260,7 @@ class DriftProfiler:
         no_label = ~np.any([decided[h].any(axis=1) for h in MULTI_HEADS], axis=0)
         conf = margins.mean(axis=1)
         bins = np.clip(np.searchsorted(self._edges, margins, side="right") - 1, 0, len(MARGIN_BINS) - 2)
-        if self.vocabulary is None:
-            n_oov[:] = 0
-        if not self._train:
-            n_new[:] = 0
-        acc.add_rows(docs, n_words, n_oov, n_new, conf, no_label, decided, bins)
+        acc.add_rows(docs, n_words, n_oov, n_new, n_long, conf, no_label, decided, bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n_words > 0, n_oov / np.maximum(n_words, 1), np.nan)
 
@@ -275,6 +283,7 @@ class DriftProfiler:
             "words": int(acc.words),
             "oov_rate": self._rate(acc.words, acc.oov),
             "new_word_rate": self._new_rate(acc.words, acc.new),
+            "long_oov_rate": self._rate(acc.words, acc.long),
             "mean_confidence": round(acc.conf_sum / acc.n, 4) if acc.n else None,
             "no_label_share": round(acc.no_label / acc.n, 4) if acc.n else None,
             "heads": {},
@@ -299,7 +308,8 @@ class DriftProfiler:
         if ref is None:
             out["reference"] = self.why or "no reference"
         else:
-            out["reference"] = {"score": SCORE, "oov_rate": ref.get("oov_rate"), "thresholds": self.thresholds, "clauses": ref.get("clauses")}
+            out["reference"] = {"score": SCORE, SCORE: ref.get(SCORE), "oov_rate": ref.get("oov_rate"), "thresholds": self.thresholds,
+                                "clauses": ref.get("clauses")}
         out["unseen_terms"] = self.top_terms(acc, top_terms)
         if documents:
             out["documents"] = {d: self.document(s) for d, s in acc.docs.items()}
@@ -310,6 +320,7 @@ class DriftProfiler:
             "clauses": s.n,
             "oov_rate": self._rate(s.words, s.oov),
             "new_word_rate": self._new_rate(s.words, s.new),
+            "long_oov_rate": self._rate(s.words, s.long),
             "mean_confidence": round(s.conf_sum / s.n, 4) if s.n else None,
             "no_label_share": round(s.no_label / s.n, 4) if s.n else None,
         }
@@ -363,6 +374,8 @@ class DocStats:
     words: int = 0
     oov: int = 0
     new: int = 0
+    long: int = 0
+    long: int = 0
     conf_sum: float = 0.0
     no_label: int = 0
 
@@ -371,6 +384,7 @@ class DocStats:
         self.words += o.words
         self.oov += o.oov
         self.new += o.new
+        self.long += o.long
         self.conf_sum += o.conf_sum
         self.no_label += o.no_label
 
@@ -384,6 +398,7 @@ class DriftAccumulator:
     words: int = 0
     oov: int = 0
     new: int = 0
+    long: int = 0
     conf_sum: float = 0.0
     no_label: int = 0
     label_counts: dict = field(default_factory=dict)
@@ -423,12 +438,13 @@ class DriftAccumulator:
         """term -> the number of documents it occurs in."""
         return Counter(t for t, _ in self.term_doc_pairs)
 
-    def add_rows(self, docs, n_words, n_oov, n_new, conf, no_label, decided, bins) -> None:
+    def add_rows(self, docs, n_words, n_oov, n_new, n_long, conf, no_label, decided, bins) -> None:
         n = len(docs)
         self.n += n
         self.words += int(n_words.sum())
         self.oov += int(n_oov.sum())
         self.new += int(n_new.sum())
+        self.long += int(n_long.sum())
         self.conf_sum += float(conf.sum())
         self.no_label += int(no_label.sum())
         for j, h in enumerate(HEADS):
@@ -437,7 +453,7 @@ class DriftAccumulator:
             if h in MULTI_HEADS:
                 self.none[h] += int((~m.any(axis=1)).sum())
             self.hist[h] += np.bincount(bins[:, j], minlength=len(MARGIN_BINS) - 1)
-        w, o, u, c, nl = n_words.tolist(), n_oov.tolist(), n_new.tolist(), conf.tolist(), no_label.tolist()
+        w, o, u, lg, c, nl = n_words.tolist(), n_oov.tolist(), n_new.tolist(), n_long.tolist(), conf.tolist(), no_label.tolist()
         for i, d in enumerate(docs):
             s = self.docs.get(d)
             if s is None:
@@ -446,6 +462,7 @@ class DriftAccumulator:
             s.words += w[i]
             s.oov += o[i]
             s.new += u[i]
+            s.long += lg[i]
             s.conf_sum += c[i]
             s.no_label += nl[i]
 
@@ -454,6 +471,7 @@ class DriftAccumulator:
         self.words += o.words
         self.oov += o.oov
         self.new += o.new
+        self.long += o.long
         self.conf_sum += o.conf_sum
         self.no_label += o.no_label
         for h in self.widths:
@@ -489,7 +507,9 @@ def build_reference(profiler: DriftProfiler, acc: DriftAccumulator, source: dict
         "documents": len(acc.docs),
         "words": acc.words,
         "vocabulary_words": len(profiler.vocabulary or ()),
+        "score": SCORE,
         "oov_rate": rep["oov_rate"],
+        "long_oov_rate": rep["long_oov_rate"],
         "document_oov_rate_quantiles": {q: round(float(np.quantile(doc_rates, float(q))), 4) for q in ("0.5", "0.9", "0.95", "0.99")} if doc_rates else {},
         "mean_confidence": rep["mean_confidence"],
         "no_label_share": rep["no_label_share"],

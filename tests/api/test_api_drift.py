@@ -53,4 +53,4 @@ def test_metric_labels_are_bounded(base_url):
     assert {v for k, v in labels if k == "verdict"} <= {"ok", "watch", "retrain", "no_reference"}
     assert any(l.startswith('tagger_drift_documents_total{verdict="retrain"}') and float(l.split()[-1]) >= 4 for l in drift)
     assert any(l.startswith("tagger_drift_document_oov_rate_count") and float(l.split()[-1]) >= 5 for l in drift)
-    assert any(l.startswith("tagger_drift_window_oov_rate") for l in drift)
+    assert any(l.startswith("tagger_drift_window_score") for l in drift)

@@ -42,7 +42,7 @@ class DriftWindow:
             self.jobs.append((time.monotonic(), acc))
         if self.metrics is not None and self._profiler is not None:
             self.metrics.observe_drift(self._profiler, acc)
-            self.metrics.drift_window.set(self.report(documents=False, top_terms=0).get("oov_rate") or 0.0)
+            self.metrics.drift_window.set(self.report(documents=False, top_terms=0).get("score") or 0.0)
 
     def report(self, documents: bool = True, top_terms: int = 25) -> dict:
         now = time.monotonic()
