@@ -64,7 +64,7 @@ def write_reference(folder: Path, ids: list[str], docs: list[str], token_texts: 
     manifest_path = folder / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["drift"] = {"file": DRIFT_FILE, "sha256": hashlib.sha256(data).hexdigest(), "thresholds": ref["thresholds"],
-                         "score": "OOV rate: share of words without a column in the model's word vocabulary (tagger/model/drift.py)"}
+                         "score": "long OOV rate: share of words of 3+ characters without a column in the word vocabulary (tagger/model/drift.py)"}
     mtmp = manifest_path.with_suffix(".json.tmp")
     mtmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     mtmp.replace(manifest_path)
