@@ -66,20 +66,24 @@ def model_version(tagger: Tagger, overrides: "Overrides | Path | str | None" = N
 
 
 def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, overrides: "Overrides | Path | str | None" = None,
-                evidence_method: str | None = None) -> list[dict]:
+                evidence_method: str | None = None, drift=None) -> list[dict]:
     """Tag a batch in one vectorisation pass; order is kept.
 
     Override rules apply after the model (``overrides``: see :func:`resolve_overrides`;
     read once per call, so one batch never mixes two versions of the file). With
     ``evidence`` every assigned label gets its spans: for the model's labels by
     ``evidence_method`` (:data:`tagger.model.evidence.METHODS`; default: the model's own
-    contributions), for labels a rule added the rule's matches (weight 1.0)."""
+    contributions), for labels a rule added the rule's matches (weight 1.0).
+    ``drift``: a (:class:`~tagger.model.drift.DriftProfiler`, accumulator) pair the batch is
+    added to, from the same tokens and probabilities (the records themselves do not change)."""
     ov = resolve_overrides(tagger, overrides)
     version = ov.version(tagger.version)
     texts = [c["text"] for c in clauses]
-    # Tokenised once: evidence reads the same token strings the scores came from.
-    token_texts = tagger.tokenizer.batch(texts)
-    preds = tagger.predict_tokens(token_texts)
+    # Tokenised once: evidence and the drift profile read the token strings the scores came from.
+    token_texts, probs, preds = tagger.predict_detailed(texts)
+    if drift is not None:
+        profiler, acc = drift
+        profiler.add(acc, [c["id"] for c in clauses], [c.get("doc", "") for c in clauses], token_texts, probs)
     order = {h: tagger.manifest.labels(h) for h in HEADS}
     applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
     evid: list = [None] * len(clauses)

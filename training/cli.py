@@ -156,6 +156,21 @@ def cmd_compile_sparse(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    """Add the drift reference profile (drift.json) to an existing bundle (no retraining)."""
+    from tagger.taxonomy import load_taxonomy
+
+    from .drift_profile import profile_bundle
+
+    st = get_settings()
+    folder = Path(args.bundle or st.model_dir)
+    spec, ref = profile_bundle(folder, Path(args.labels or st.clauses_file), load_taxonomy(st.taxonomy_file),
+                               Path(args.calibration) if args.calibration else None)
+    print(f"{folder}: {spec['file']} written from {ref['clauses']} training clauses (OOV rate {ref['oov_rate']}); "
+          f"verdict thresholds watch {spec['thresholds']['watch']}, retrain {spec['thresholds']['retrain']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tagger-train", description="Train, evaluate and export the policy clause tagger.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("bundle", nargs="?", help="bundle folder (default: models/policy-tagger)")
     c.add_argument("--n", type=int, default=2000, help="labeled clauses the parity check runs on")
     c.set_defaults(func=cmd_compile_sparse)
+    d = sub.add_parser("profile", help="add the drift reference profile (drift.json) to a bundle from its training clauses")
+    d.add_argument("--bundle", help="bundle folder (default: models/policy-tagger)")
+    d.add_argument("--labels", help="labeled clauses (default: labels/clauses.jsonl)")
+    d.add_argument("--calibration", help="calibration summary with the thresholds (default: training/drift_calibration.json)")
+    d.set_defaults(func=cmd_profile)
     return p
 
 

@@ -262,7 +262,17 @@ def write_bundle(result: TrainResult, dst: Path, userdict: Path = DEFAULT_USERDI
 
         write_sparse(tmp, result.check_texts or None)
         result.manifest["serving"] = json.loads((tmp / MANIFEST_FILE).read_text(encoding="utf-8"))["serving"]
+        _write_drift_reference(result, tmp)
     return Path(dst)
+
+
+def _write_drift_reference(result: TrainResult, folder: Path) -> None:
+    """drift.json: the new bundle profiles its own training clauses (training/drift_profile.py)."""
+    from .drift_profile import write_reference
+
+    ds = result.dataset
+    result.manifest["drift"] = write_reference(folder, ds.ids, ds.docs, ds.texts,
+                                               {"clauses_file": "clauses.jsonl", "sha256": ds.hash, "n_clauses": len(ds)})
 
 
 def _cv_result(ev: Evaluator, fset: str, specs: list[ModelSpec], chosen: dict, per_head: dict) -> CVResult:

@@ -19,7 +19,7 @@ from .deps import fresh_overrides
 from .bodies import BufferBudget, QuietDisconnects
 from .limits import BodyLimit, WorkPool, drain_on_exit_signals
 from .metrics import Metrics
-from .routes import clauses, documents, documents_view, health, page, tag
+from .routes import clauses, documents, documents_view, drift, health, page, tag
 from .security import HostCheck, require_read
 
 __all__ = ["create_app"]
@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
             from ..model.inference import load_tagger
 
             app.state.tagger = load_tagger(st.model_dir, st.model_uri)
+        from ..model.drift import DriftProfiler
+
+        app.state.drift.bind(DriftProfiler.for_tagger(app.state.tagger))
         if st.work_process_count > 0:
             from .workers import WorkerProcesses
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.tagger = tagger
     app.state.store = None
     app.state.metrics = Metrics()
+    app.state.drift = drift.DriftWindow(app.state.metrics)
     app.state.pool = WorkPool(st.work_threads, st.work_queue, queue_timeout=st.queue_timeout)
     from .batcher import MicroBatcher
     from .routes.tag import EVIDENCE_COST, batch_tag, work_cost
@@ -122,6 +126,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.include_router(documents.router, dependencies=guarded + rules)
     app.include_router(documents_view.router, dependencies=guarded)
     app.include_router(clauses.router, dependencies=guarded)
+    app.include_router(drift.router, dependencies=guarded)
     app.include_router(page.router)  # static HTML; the data it fetches is guarded
     app.include_router(app.state.metrics.router)
     return app

@@ -14,7 +14,7 @@ import os
 import time
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from starlette.requests import ClientDisconnect
 
 from .connections import CUT_KEY
@@ -40,6 +40,21 @@ class Metrics:
             registry=self.registry,
         )
         self.clauses = Counter("tagger_clauses_tagged_total", "Clauses tagged", registry=self.registry)
+        # Drift (tagger.model.drift): labels only from the closed set of verdicts, never a
+        # term or a document; the OOV rate of a period is rate(oov_words) / rate(words).
+        self.drift_documents = Counter("tagger_drift_documents_total", "Documents tagged, by drift verdict", ["verdict"],
+                                       registry=self.registry)
+        self.drift_words = Counter("tagger_drift_words_total", "Words in tagged documents", registry=self.registry)
+        self.drift_oov_words = Counter("tagger_drift_oov_words_total", "Words the model has no column for", registry=self.registry)
+        self.drift_oov = Histogram("tagger_drift_document_oov_rate", "OOV rate per tagged document",
+                                   buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0), registry=self.registry)
+        self.drift_score = Histogram("tagger_drift_document_score", "Drift score (long OOV rate) per tagged document",
+                                     buckets=(0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 1.0), registry=self.registry)
+        self.drift_confidence = Histogram("tagger_drift_document_confidence", "Mean confidence per tagged document",
+                                          buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=self.registry)
+        # Per process (the recent window of GET /v1/drift); the highest over live workers.
+        self.drift_window = Gauge("tagger_drift_window_score", "Drift score of the recent window (GET /v1/drift)",
+                                  registry=self.registry, multiprocess_mode="livemax")
         # Multiprocess mode (values in files, summed at each scrape): chosen by the value
         # class prometheus_client uses, which the supervisor sets before forking workers.
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") if _multiprocess_values() else None
@@ -78,6 +93,22 @@ class Metrics:
                 metrics.requests.labels(method, path, str(status)).inc()
 
         return middleware
+
+    def observe_drift(self, profiler, acc) -> None:
+        from ..model.drift import NO_REFERENCE, VERDICTS
+
+        self.drift_words.inc(acc.words)
+        self.drift_oov_words.inc(acc.oov)
+        for stats in acc.docs.values():
+            d = profiler.document(stats)
+            verdict = d["verdict"] if d["verdict"] in VERDICTS else NO_REFERENCE
+            self.drift_documents.labels(verdict.replace(" ", "_")).inc()
+            if d["oov_rate"] is not None:
+                self.drift_oov.observe(d["oov_rate"])
+            if d["score"] is not None:
+                self.drift_score.observe(d["score"])
+            if d["mean_confidence"] is not None:
+                self.drift_confidence.observe(d["mean_confidence"])
 
     def endpoint(self) -> Response:
         registry = self.registry

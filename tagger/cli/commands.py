@@ -170,22 +170,29 @@ class _Progress:
 
 
 _WORKER_TAGGER = None
+_WORKER_PROFILER = None
 
 
 def _worker_init(folder: str) -> None:
-    global _WORKER_TAGGER
+    global _WORKER_TAGGER, _WORKER_PROFILER
+    from ..model.drift import DriftProfiler
     from ..model.inference import Tagger
 
     # The bundle folder the main process already resolved and checked. One ONNX thread
     # per worker process: the processes are the parallelism.
     _WORKER_TAGGER = Tagger(Path(folder), threads=1)
+    _WORKER_PROFILER = DriftProfiler.for_tagger(_WORKER_TAGGER)
 
 
-def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None, evidence_method: str | None = None) -> list[str]:
+def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None, evidence_method: str | None = None):
+    """The batch's output lines and its drift counts (merged by the parent)."""
     from ..jsonio import dumps
     from ..tagging import tag_clauses
 
-    return [dumps(rec) + "\n" for rec in tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides, evidence_method=evidence_method)]
+    acc = _WORKER_PROFILER.new_accumulator()
+    recs = tag_clauses(_WORKER_TAGGER, batch, evidence=evidence, overrides=overrides, evidence_method=evidence_method,
+                       drift=(_WORKER_PROFILER, acc))
+    return [dumps(rec) + "\n" for rec in recs], acc
 
 
 def _first_clause_id(files: list[Path]) -> str | None:
@@ -214,7 +221,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
     if args.evidence_method and not args.evidence:
         _err("--evidence-method needs --evidence (without it no evidence is computed)")
         return EXIT_USAGE
+    from ..model.drift import DriftProfiler
+
     tagger = load_tagger(Path(args.model) if args.model else None)
+    profiler = DriftProfiler.for_tagger(tagger)
+    drift = profiler.new_accumulator()
     # The override rules are read once per run (a malformed file stops here, with one line):
     # every record of the run, and the -o resume check, carry the same model stamp.
     overrides = resolve_overrides(tagger)
@@ -266,7 +277,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         if workers <= 1:
             for batch in batches:
                 yield [dumps(rec) + "\n" for rec in tag_clauses(tagger, batch, evidence=args.evidence, overrides=overrides,
-                                                                  evidence_method=args.evidence_method)]
+                                                                  evidence_method=args.evidence_method, drift=(profiler, drift))]
             return
         # Tokenising is pure Python: worker processes tag batches in parallel. The main
         # process reads the input itself (so input errors surface here, not in a pool
@@ -277,9 +288,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
         # Forked workers inherit the loaded tagger (tokeniser dictionary, sparse tables):
         # loading it again per worker cost ~1.5 CPU-s each. Only the ONNX-graph path loads
         # per worker, because onnxruntime's threads do not survive a fork.
-        global _WORKER_TAGGER
+        global _WORKER_TAGGER, _WORKER_PROFILER
         if tagger.serving == "sparse":
-            _WORKER_TAGGER, init, initargs = tagger, None, ()
+            _WORKER_TAGGER, _WORKER_PROFILER, init, initargs = tagger, profiler, None, ()
         else:
             init, initargs = _worker_init, (str(tagger.folder),)
         with mp.get_context("fork").Pool(workers, initializer=init, initargs=initargs) as pool:
@@ -287,9 +298,13 @@ def cmd_tag(args: argparse.Namespace) -> int:
             for batch in batches:
                 inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides, args.evidence_method)))
                 if len(inflight) >= 2 * workers:
-                    yield inflight.popleft().get()
+                    lines, part = inflight.popleft().get()
+                    drift.merge(part)
+                    yield lines
             while inflight:
-                yield inflight.popleft().get()
+                lines, part = inflight.popleft().get()
+                drift.merge(part)
+                yield lines
 
     try:
         for lines in tagged_batches():
@@ -307,9 +322,33 @@ def cmd_tag(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     report_errors()
-    if not args.quiet and writer:
-        print(f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}; model {version} ({tagger.engine})", file=sys.stderr)
+    report = profiler.report(drift)
+    if args.drift_report:
+        import json
+
+        from ..jsonio import atomic_writer
+
+        with atomic_writer(Path(args.drift_report)) as fh:
+            json.dump(report, fh, ensure_ascii=False, indent=1)
+    if not args.quiet:
+        # A resumed run profiles only the clauses it tagged itself.
+        where = f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}" if writer else f"tagged {drift.n} clauses"
+        print(f"{where}; model {version} ({tagger.engine}); drift: {_drift_summary(report)}", file=sys.stderr)
     return EXIT_FAILED if failed_files or reported else EXIT_OK
+
+
+def _drift_summary(report: dict) -> str:
+    """One phrase: the verdict, the score and the reason (for the summary line)."""
+    v = report["verdict"]
+    if report["oov_rate"] is None:
+        return v
+    head = f"{v} ("
+    if isinstance(report.get("reference"), dict):
+        th = report["reference"]["thresholds"]
+        head += f"score {report['score']:.3f}: watch at {th['watch']}, retrain at {th['retrain']}; "
+    head += f"OOV rate {report['oov_rate']:.3f}"
+    terms = ", ".join(t["term"] for t in report["unseen_terms"][:5])
+    return head + ")" + (f"; top unseen terms: {terms}" if terms and v != "ok" else "")
 
 
 def _add_tag(sub) -> None:
@@ -322,6 +361,7 @@ def _add_tag(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="tagging processes (default: one per available core)")
     p.add_argument("--evidence", action="store_true", help="add 'evidence': the text spans behind each label (see README)")
     _add_evidence_method(p)
+    p.add_argument("--drift-report", metavar="FILE", help="write the run's drift profile (JSON: verdict, OOV rates, label mix, unseen terms, per document)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_tag)
 
@@ -454,7 +494,13 @@ def _add_review(sub) -> None:
     add_review(sub)
 
 
-_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels, _add_review]
+def _add_drift(sub) -> None:
+    from .drift import add_drift
+
+    add_drift(sub)
+
+
+_REGISTRARS: list[Callable] = [_add_segment, _add_tag, _add_ingest, _add_serve, _add_labels, _add_review, _add_drift]
 
 
 def build_parser() -> argparse.ArgumentParser:

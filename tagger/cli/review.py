@@ -76,19 +76,39 @@ def cmd_uncertain(args: argparse.Namespace) -> int:
         _err("no unlabeled clauses to rank: give documents/JSONL files or --from-store")
         return 1
     heads = [args.head] if args.head else list(HEADS)
-    probs = tagger.probabilities([c["text"] for c in pool])
+    tokens, probs, _ = tagger.predict_detailed([c["text"] for c in pool])
     th = {h: np.asarray(tagger.manifest.thresholds(h)) for h in HEADS}
     order, detail = rank_uncertain(probs, th, heads)
+    held: list[list[str]] = [[] for _ in pool]
+    if args.new_terms:
+        order, held = _new_terms_first(tagger, pool, tokens, probs, order, args.new_terms)
     out = []
     for rank, i in enumerate(order[: args.n], 1):
         rec = dict(pool[i])
         rec["rank"] = rank
+        if args.new_terms:
+            rec["new_terms"] = held[i]
         rec["uncertainty"] = round(float(detail["_score"][i]), 4)
         rec["nearest"] = {h: tagger.manifest.labels(h)[int(detail[h][1][i])] for h in heads}
         rec["scores"] = {h: {l: round(float(p), 4) for l, p in zip(tagger.manifest.labels(h), probs[h][i])} for h in heads}
         out.append(rec)
     _write_records(out, args.output, args.format, tagger, load_taxonomy(st.taxonomy_file))
     return 0
+
+
+def _new_terms_first(tagger, pool: list[dict], tokens: list[str], probs: dict, order, k: int):
+    """Clauses holding the pool's top ``k`` unseen terms (tagger.model.drift) first, by the
+    best-ranked term they hold, each group in uncertainty order; then the others."""
+    from ..model.drift import DriftProfiler
+
+    profiler = DriftProfiler.for_tagger(tagger)
+    acc = profiler.new_accumulator()
+    profiler.add(acc, [c["id"] for c in pool], [c.get("doc", "") for c in pool], tokens, probs)
+    rank = {t["term"]: r for r, t in enumerate(profiler.top_terms(acc, k))}
+    held = [sorted({t for t in toks.split(" ") if t in rank}, key=rank.get) for toks in tokens]
+    pos = {int(i): n for n, i in enumerate(order)}
+    new_order = sorted(range(len(pool)), key=lambda i: (rank[held[i][0]] if held[i] else len(rank), pos[i]))
+    return new_order, held
 
 
 def _proposed(head: str, labels: list[str], p, th):
@@ -184,6 +204,8 @@ def add_review(sub) -> None:
     u.add_argument("--include-labeled", action="store_true", help="do not skip clauses already in labels/clauses.jsonl")
     u.add_argument("--model", help="bundle folder")
     u.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
+    u.add_argument("--new-terms", type=int, nargs="?", const=20, default=0, metavar="K",
+                   help="clauses holding the K (default 20) most frequent unseen terms first (see 'tagger drift')")
     u.add_argument("-o", "--output")
     u.set_defaults(func=cmd_uncertain)
     s = rsub.add_parser("suspects", help="likely label errors in labels/clauses.jsonl (confident learning on out-of-fold probabilities)")

@@ -226,6 +226,13 @@ class Tagger:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_tokens(self.tokenizer.batch(texts))
 
+    def predict_detailed(self, texts: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray], list[Prediction]]:
+        """(token strings, gated probabilities, predictions): what the drift profile reads,
+        from the same single pass as :meth:`predict`."""
+        tokens = self.tokenizer.batch(texts)
+        probs = self.probabilities_tokens(tokens)
+        return tokens, probs, self._to_predictions(probs, len(tokens))
+
 
 def resolve_bundle_dir(model_dir: Path, model_uri: str = "", cache_dir: Path | None = None) -> Path:
     """The bundle folder to load: ``model_dir``, or the registry model behind ``model_uri``."""

@@ -66,6 +66,12 @@ documents = Table(
     Column("model", String(100), nullable=False),
     Column("n_clauses", Integer, nullable=False),
     Column("ingested_at", DateTime(timezone=True), nullable=False),
+    # Drift of the document against the model that tagged it (tagger.model.drift); nullable:
+    # added to older databases by add_missing_columns, NULL until the document is re-tagged.
+    Column("oov_rate", Float, nullable=True),
+    Column("mean_confidence", Float, nullable=True),
+    Column("drift_score", Float, nullable=True),
+    Column("drift_verdict", String(20), nullable=True, index=True),
 )
 
 clauses = Table(
@@ -297,7 +303,7 @@ class Store:
                 _refresh_facts(conn)
 
     # ---- writing -------------------------------------------------------------------
-    def ingest(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
+    def ingest(self, doc: Document, tagged: list[dict], model_version: str, drift: dict | None = None) -> IngestResult:
         """Store one document with its tagged clauses, idempotently.
 
         Same text and model: nothing changes. Same text, new model: tags are replaced and
@@ -307,7 +313,7 @@ class Store:
         """
         for attempt in range(1, INGEST_ATTEMPTS):
             try:
-                return self._ingest_once(doc, tagged, model_version)
+                return self._ingest_once(doc, tagged, model_version, drift)
             except (IntegrityError, OperationalError) as exc:
                 # IntegrityError: on PostgreSQL two writers of a new document both found no row
                 # (a row lock cannot lock a row that does not exist yet) and the other one
@@ -316,7 +322,7 @@ class Store:
                 if not (isinstance(exc, IntegrityError) or "database is locked" in str(exc)):
                     raise
                 time.sleep(0.05 * attempt)
-        return self._ingest_once(doc, tagged, model_version)  # the last attempt raises what it meets
+        return self._ingest_once(doc, tagged, model_version, drift)  # the last attempt raises what it meets
 
     @staticmethod
     def _lacks_evidence(conn, doc_id: str) -> bool:
@@ -332,7 +338,7 @@ class Store:
                 return False
             return not (evidence and self._lacks_evidence(conn, doc.id))
 
-    def _ingest_once(self, doc: Document, tagged: list[dict], model_version: str) -> IngestResult:
+    def _ingest_once(self, doc: Document, tagged: list[dict], model_version: str, drift: dict | None = None) -> IngestResult:
         digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
         now = datetime.now(timezone.utc)
         with self._writer.begin() as conn:
@@ -357,6 +363,11 @@ class Store:
                 "model": model_version,
                 "n_clauses": len(tagged),
                 "ingested_at": now,
+                # the document's entry of DriftProfiler.report (None: tagged without a profile)
+                "oov_rate": (drift or {}).get("oov_rate"),
+                "mean_confidence": (drift or {}).get("mean_confidence"),
+                "drift_score": (drift or {}).get("score"),
+                "drift_verdict": (drift or {}).get("verdict"),
             }
             if row is None:
                 conn.execute(insert(documents).values(id=doc.id, **meta))
@@ -601,15 +612,21 @@ def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: b
     from ..ingest.segment import segment
     from ..tagging import resolve_overrides, tag_clauses
 
+    from ..model.drift import DriftProfiler
+
     ov = resolve_overrides(tagger, overrides)
     version = ov.version(tagger.version)
+    profiler = DriftProfiler.for_tagger(tagger)
     results = []
     for doc in docs:
         recs = [c.record() for c in segment(doc)]
         if store.is_current(doc, version, evidence):
             results.append(IngestResult(doc.id, "unchanged", len(recs)))
             continue
-        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov, evidence_method=evidence_method) if recs else []
-        results.append(store.ingest(doc, tagged, version))
+        acc = profiler.new_accumulator()
+        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov, evidence_method=evidence_method,
+                             drift=(profiler, acc)) if recs else []
+        drift = profiler.document(acc.docs[doc.id]) if doc.id in acc.docs else None
+        results.append(store.ingest(doc, tagged, version, drift))
     return results
 

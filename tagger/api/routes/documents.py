@@ -87,7 +87,7 @@ async def _source_from_request(request: Request, settings) -> tuple[tuple, dict]
     return ("json", await request.body(), None), {}
 
 
-def _segment_and_tag(tagger, docs: list[Document], settings, **tag_kwargs) -> list[dict]:
+def _segment_and_tag(tagger, docs: list[Document], settings, drift=None, **tag_kwargs) -> list[dict]:
     text_chars = sum(len(d.text) for d in docs)
     if text_chars > settings.max_text_chars:
         raise HTTPException(status_code=413, detail=f"document text of {text_chars} characters; the limit is {settings.max_text_chars}")
@@ -97,13 +97,15 @@ def _segment_and_tag(tagger, docs: list[Document], settings, **tag_kwargs) -> li
     if tag_kwargs.get("evidence"):
         # Never hit with the defaults (the segmenter's cap is below the evidence limit).
         check_evidence_limit(clauses, settings)
-    return tag_clauses(tagger, clauses, **tag_kwargs) if clauses else []
+    return tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
 
 
-def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | None, **tag_kwargs) -> tuple[bytes, int]:
+def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | None, **tag_kwargs) -> tuple[bytes, int, object]:
     """All the CPU work of one request, in a worker process (:mod:`tagger.api.workers`):
     read, segment, tag, store (``store_url``: ``?store=true``) and render. Returns the
-    rendered answer and the clause count: only bytes go back to the server process."""
+    rendered answer, the clause count and the drift counts (for /v1/drift and /metrics)."""
+    from ...model.drift import DriftProfiler
+
     from ..workers import reading_done
 
     kind, payload, name = source
@@ -119,9 +121,14 @@ def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | N
             d.year = meta.get("year") or d.year
     # Read: the reading time limit (TAGGER_PARSE_TIMEOUT) ends here.
     reading_done()
-    data = _segment_and_tag(tagger, docs, settings, **tag_kwargs)
+    profiler = DriftProfiler.for_tagger(tagger)
+    acc = profiler.new_accumulator()
+    data = _segment_and_tag(tagger, docs, settings, drift=(profiler, acc), **tag_kwargs)
     version = model_version(tagger, tag_kwargs.get("overrides"))
-    result = {"data": data, "count": len(data), "model": version, "documents": [d.info() for d in docs]}
+    drift = {d.id: profiler.document(acc.docs[d.id]) for d in docs if d.id in acc.docs}
+    result = {"data": data, "count": len(data), "model": version, "documents": [d.info() for d in docs],
+              # per document: OOV rate, confidence, verdict; the request's most frequent unseen terms
+              "drift": {"documents": drift, "unseen_terms": profiler.top_terms(acc, 10)}}
     if store_url:
         # Here, not in the server: storing 2,000 clauses is ~0.5-0.7 s of Python (SQLAlchemy)
         # that would hold the server's GIL. The store is safe for writers in several processes.
@@ -129,9 +136,9 @@ def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | N
         by_doc: dict[str, list[dict]] = {}
         for rec in data:
             by_doc.setdefault(rec["doc"], []).append(rec)
-        stored = [st.ingest(d, by_doc.get(d.id, []), version) for d in docs]
+        stored = [st.ingest(d, by_doc.get(d.id, []), version, drift.get(d.id)) for d in docs]
         result["stored"] = [{"doc": r.doc, "status": r.status, "clauses": r.clauses} for r in stored]
-    return render_json(result), len(data)
+    return render_json(result), len(data), acc
 
 
 _stores: dict[str, object] = {}
@@ -181,8 +188,9 @@ async def documents(request: Request, tagger: TaggerDep, settings: SettingsDep, 
     # Reading stops after TAGGER_PARSE_TIMEOUT (the worker is replaced); the work stops when
     # the client goes away, but a store write, once begun, is let finish.
     limits = JobLimits(read_seconds=settings.parse_timeout, what=what, cancellable_after_read=not store, too_slow=too_slow)
-    body, n = await pool.run_heavy(document_job, tagger, settings, source, meta, store_url, evidence=evidence, overrides=ov,
-                                   evidence_method=evidence_method,
-                                   limits=limits, receive=request.receive)
+    body, n, drift = await pool.run_heavy(document_job, tagger, settings, source, meta, store_url, evidence=evidence, overrides=ov,
+                                          evidence_method=evidence_method,
+                                          limits=limits, receive=request.receive)
     request.app.state.metrics.clauses.inc(n)
+    request.app.state.drift.add(drift)
     return FastJSON(body)

@@ -1,0 +1,57 @@
+"""Drift over HTTP (issue 22): real uvicorn, the committed bundle with its drift reference."""
+
+import re
+
+import httpx
+import pytest
+
+from tagger.api import create_app
+from tagger.config import Settings
+from tagger.model.inference import Tagger
+
+from ..conftest import DOCS, serve
+from ..drift_bundle import FOREIGN, profiled_bundle
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    bundle = profiled_bundle(tmp_path_factory, "api-bundle")
+    settings = Settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'api.db'}", allow_anonymous_writes=True)
+    yield from serve(create_app(settings, tagger=Tagger(bundle)))
+
+
+def test_documents_answer_carries_drift_per_document_and_the_store_keeps_it(base_url):
+    path = DOCS / "miit-2018-ai-industry-three-year-action-plan.txt"
+    r = httpx.post(base_url + "/v1/documents?evidence=false&store=true", files={"file": (path.name, path.read_bytes(), "text/plain")},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    d = r.json()["drift"]["documents"]["miit-2018-ai-industry-three-year-action-plan"]
+    assert d["verdict"] == "ok" and 0 < d["oov_rate"] < 0.2 and d["clauses"] == r.json()["count"]
+    r = httpx.post(base_url + "/v1/documents?evidence=false", json={"text": "\n".join(FOREIGN), "doc": "recipes"}, timeout=60)
+    assert r.status_code == 200, r.text
+    j = r.json()["drift"]
+    assert j["documents"]["recipes"]["verdict"] == "retrain"
+    assert "鸡蛋" in {t["term"] for t in j["unseen_terms"]}
+
+
+def test_recent_window_merges_the_requests(base_url):
+    j = httpx.get(base_url + "/v1/drift").json()
+    assert j["window"]["requests"] >= 2 and j["clauses"] > len(FOREIGN)
+    assert j["verdict"] in ("ok", "watch", "retrain") and "documents" not in j
+    j = httpx.get(base_url + "/v1/drift?documents=true").json()
+    assert set(j["documents"]) >= {"recipes", "miit-2018-ai-industry-three-year-action-plan"}
+
+
+def test_metric_labels_are_bounded(base_url):
+    for i in range(3):  # new documents, new terms: no new label values
+        text = FOREIGN[i] + FOREIGN[i + 1] + f"第{i}号"
+        assert httpx.post(base_url + "/v1/documents?evidence=false", json={"text": text, "doc": f"new-{i}"}, timeout=60).status_code == 200
+    body = httpx.get(base_url + "/metrics").text
+    drift = [l for l in body.splitlines() if l.startswith("tagger_drift")]
+    labels = {m for l in drift for m in re.findall(r'(\w+)="([^"]*)"', l)}
+    assert {k for k, _ in labels} <= {"verdict", "le"}
+    assert {v for k, v in labels if k == "verdict"} <= {"ok", "watch", "retrain", "no_reference"}
+    counted = sum(float(l.split()[-1]) for l in drift if l.startswith("tagger_drift_documents_total{"))
+    assert counted >= 5 and any(l.startswith('tagger_drift_documents_total{verdict="retrain"}') for l in drift)
+    assert any(l.startswith("tagger_drift_document_oov_rate_count") and float(l.split()[-1]) >= 5 for l in drift)
+    assert any(l.startswith("tagger_drift_window_score") for l in drift)
