@@ -89,9 +89,15 @@ def test_verdict_is_on_the_threshold_side_of_the_score():
 
 
 def test_bundle_without_or_with_a_damaged_reference_says_so_and_still_profiles(tmp_path, corpus_clauses):
-    plain = Tagger(BUNDLE)  # the committed bundle, no drift.json yet
+    # The committed bundle without its reference: an older bundle.
+    bare = tmp_path / "bare"
+    shutil.copytree(BUNDLE, bare)
+    (bare / DRIFT_FILE).unlink(missing_ok=True)
+    man = json.loads((bare / "manifest.json").read_text(encoding="utf-8"))
+    man.pop("drift", None)
+    (bare / "manifest.json").write_text(json.dumps(man), encoding="utf-8")
     texts = _corpus_texts(corpus_clauses, "miit-2018-ai-industry-three-year-action-plan")[:40]
-    prof, acc, _ = _profile(plain, texts)
+    prof, acc, _ = _profile(Tagger(bare), texts)
     rep = prof.report(acc)
     assert rep["verdict"] == NO_REFERENCE and "no drift reference" in rep["reference"]
     assert 0 < rep["oov_rate"] < 1 and rep["documents"]["d"]["verdict"] == NO_REFERENCE
