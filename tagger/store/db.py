@@ -522,12 +522,14 @@ class Store:
         return cells, totals
 
 
-def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None) -> list[IngestResult]:
+def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None, progress=None) -> list[IngestResult]:
     """Segment, tag and store documents one by one (``tagger ingest``, which asks for the
     evidence). The override rules are read once (``overrides``: see
     :func:`tagger.tagging.resolve_overrides`); their stamp is part of the model version, so
     an edited rules file re-tags stored documents. A document already stored as it would be
-    now is not tagged again (evidence costs time)."""
+    now is not tagged again (evidence costs time). ``progress(doc, result)`` is called before
+    a document is tagged (result None) and once it is stored: each document is stored on its
+    own, so an interrupted run keeps what it stored and a rerun skips it."""
     from ..ingest.segment import segment
     from ..tagging import resolve_overrides, tag_clauses
 
@@ -538,8 +540,12 @@ def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: b
         recs = [c.record() for c in segment(doc)]
         if store.is_current(doc, version, evidence):
             results.append(IngestResult(doc.id, "unchanged", len(recs)))
-            continue
-        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov) if recs else []
-        results.append(store.ingest(doc, tagged, version))
+        else:
+            if progress:
+                progress(doc, None)
+            tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov) if recs else []
+            results.append(store.ingest(doc, tagged, version))
+        if progress:
+            progress(doc, results[-1])
     return results
 
