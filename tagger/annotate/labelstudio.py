@@ -269,6 +269,12 @@ def _document_plan(doc: str, data: dict, documents_dir: Path | None) -> dict:
     if src is None:
         plan["note"] = "the tasks name no source file (exported from a JSONL queue?)"
         return plan
+    if src.resolve().is_relative_to(documents_dir.resolve()):
+        # Queued from a file of the corpus itself: it is there already, a copy would make two.
+        if src.is_file() and sha and file_sha256(src) == sha:
+            return plan | {"action": "present", "file": src.resolve().relative_to(documents_dir.resolve()).as_posix()}
+        plan["note"] = f"{src} changed since the export (sha256 differs)" if src.is_file() else f"{src} is not there any more"
+        return plan
     dest = documents_dir / IMPORTED_FOLDER / src.name
     rel = dest.relative_to(documents_dir).as_posix()
     if dest.is_file():

@@ -118,7 +118,8 @@ def cmd_labels_validate(args: argparse.Namespace) -> int:
     if len(rep.errors) > args.max_errors:
         print(f"... and {len(rep.errors) - args.max_errors} more", file=sys.stderr)
     status = "ok" if rep.ok else f"{len(rep.errors)} problem(s)"
-    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation: {status}", file=sys.stderr)
+    external = f", {rep.n_external} records from documents not in the corpus (text not checked)" if rep.n_external else ""
+    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation{external}: {status}", file=sys.stderr)
     return EXIT_OK if rep.ok else EXIT_FAILED
 
 
