@@ -140,6 +140,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     P = {h: np.asarray(oof["probs"][h])[sel] for h in HEADS}
     th = {h: np.asarray(oof["heads"][h]["thresholds"]) for h in HEADS}
     all_labels, all_P, all_th = labels, P, th
+    reviewed: dict[str, set] | None = None  # with --head/--label: the labels under review
     if args.head or args.label:
         # Review one head or a few labels at a time: within one label the queue is far
         # sharper than across all 32 (see the closing note of the annotator issue).
@@ -152,6 +153,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
             keep.setdefault(head, []).append(labels[head].index(lab))
         if args.head:
             keep.setdefault(args.head, list(range(len(labels[args.head]))))
+        reviewed = {h: {labels[h][c] for c in cols} for h, cols in keep.items()}
         Y = {h: Y[h][:, cols] for h, cols in keep.items()}
         P = {h: P[h][:, cols] for h, cols in keep.items()}
         th = {h: th[h][cols] for h, cols in keep.items()}
@@ -185,7 +187,7 @@ def cmd_suspects(args: argparse.Namespace) -> int:
         # The pre-annotation is the out-of-fold proposal, the model that did not see the
         # clause's label: the bundled model, trained on these very labels, mostly repeats them.
         version = f"oof:{oof.get('data_hash', '')[:12]}:" + "+".join(sorted({oof["heads"][h].get("model", "?") for h in HEADS}))
-        preds = [prediction({h: _as_list(o["proposed"][h]) for h in HEADS}, o["score"], version) for o in out]
+        preds = [prediction(_pre_annotation(o, reviewed), o["score"], version) for o in out]
         tasks = make_tasks([records[o["id"]] for o in out], preds, version, reasons=[_reason(o) for o in out])
         _write_tasks(tasks, args.output, load_taxonomy(st.taxonomy_file))
     else:
@@ -195,6 +197,24 @@ def cmd_suspects(args: argparse.Namespace) -> int:
 
 def _as_list(v) -> list[str]:
     return [v] if isinstance(v, str) else list(v or [])
+
+
+def _pre_annotation(o: dict, reviewed: dict[str, set] | None) -> dict[str, list[str]]:
+    """The out-of-fold proposal; with --head/--label, for the labels under review only, the
+    rest as labeled now, so that accepting a task changes nothing it was not queued for."""
+    proposed = {h: _as_list(o["proposed"][h]) for h in HEADS}
+    if reviewed is None:
+        return proposed
+    out = {}
+    for h in HEADS:
+        current = _as_list(o["current"][h])
+        if h not in reviewed:
+            out[h] = current
+        elif h in SINGLE_HEADS:
+            out[h] = proposed[h]
+        else:
+            out[h] = sorted((set(current) - reviewed[h]) | (set(proposed[h]) & reviewed[h]))
+    return out
 
 
 def _reason(o: dict) -> str:

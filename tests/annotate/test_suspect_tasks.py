@@ -82,6 +82,27 @@ def test_suspect_tasks_carry_the_oof_proposal_current_labels_and_why(tmp_path, l
         assert {h: [q["proposed"][h]] if h == "kind" else sorted(q["proposed"][h]) for h in HEADS} == _proposal(doc, row[q["id"]])
 
 
+def test_one_label_under_review_changes_only_that_label(tmp_path, labels_and_oof):
+    """--label measure:grant: the pre-annotation takes the proposal for grant only; accepting
+    it must not change the heads and labels the task was not queued for."""
+    labels, oof, doc = labels_and_oof
+    out = tmp_path / "grant.json"
+    r = run_cli("review", "suspects", "--labels", str(labels), "--oof", str(oof), "--label", "measure:grant", "--format", "label-studio", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    tasks = json.loads(out.read_text(encoding="utf-8"))
+    recs = {json.loads(l)["id"]: json.loads(l) for l in labels.read_text(encoding="utf-8").splitlines()}
+    row = {i: k for k, i in enumerate(doc["ids"])}
+    assert tasks
+    for t in tasks:
+        cid = t["data"]["clause_id"]
+        got = {h: [] for h in HEADS} | {x["from_name"]: sorted(x["value"]["choices"]) for x in t["predictions"][0]["result"]}
+        rec = recs[cid]
+        assert {h: got[h] for h in ("topic", "industry", "kind")} == {"topic": sorted(rec["topic"]), "industry": sorted(rec["industry"]), "kind": [rec["kind"]]}
+        want_grant = "grant" in _proposal(doc, row[cid])["measure"]
+        assert got["measure"] == sorted((set(rec["measure"]) - {"grant"}) | ({"grant"} if want_grant else set()))
+        assert want_grant != ("grant" in rec["measure"])  # each task is queued for a disagreement on grant
+
+
 def test_oof_on_other_labels_is_refused_unless_forced(tmp_path, labels_and_oof):
     labels, oof, doc = labels_and_oof
     recs = [json.loads(l) for l in labels.read_text(encoding="utf-8").splitlines()]
