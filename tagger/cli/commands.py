@@ -500,7 +500,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides, progress=on_progress)
     except (KeyboardInterrupt, Interrupted) as exc:
         progress.close()
-        stored = totals.get("inserted", 0) + totals.get("updated", 0)
+        stored = sum(n for status, n in totals.items() if status != "unchanged")
         return _interrupted(exc, f"{sum(totals.values())} documents done ({stored} stored this run); rerun the same command to resume "
                                  "(documents already stored are skipped)")
     finally:
