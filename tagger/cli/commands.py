@@ -35,6 +35,14 @@ def _trap_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return n
+
+
 def _interrupted(exc: BaseException, done: str) -> int:
     _err(f"interrupted — {done}")
     return EXIT_SIGTERM if isinstance(exc, Interrupted) else EXIT_SIGINT
@@ -354,7 +362,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
             writer.abort()
         progress.close()
         if writer:
-            return _interrupted(exc, f"{writer.skipped + writer.written} records written; rerun the same command to resume")
+            # Counted on disk: the signal may land between a write and its bookkeeping.
+            done = _count_lines(writer.partial) if writer.partial.exists() else writer.skipped
+            return _interrupted(exc, f"{done} records written; rerun the same command to resume")
         sys.stdout.flush()
         return _interrupted(exc, f"{n_stdout} records written to stdout; with -o FILE a rerun resumes")
     except OutputMismatch as exc:

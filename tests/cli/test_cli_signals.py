@@ -34,7 +34,7 @@ def _popen(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "tagger.cli", *args], cwd=ROOT, start_new_session=True, text=True, **kw)
 
 
-def _group_gone(pgid: int, timeout: float = 10) -> bool:
+def _group_gone(pgid: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
