@@ -38,7 +38,7 @@ from typing import IO, Callable, Iterable
 
 from .errors import InvalidInput, TaggerError
 
-__all__ = ["ResumableWriter", "OutputRefused", "open_output"]
+__all__ = ["ResumableWriter", "OutputRefused", "OutputMismatch", "open_output"]
 
 # A first line longer than this is not one of our records (a clause is a few KB): reading
 # on would only load a foreign file into memory.
@@ -47,6 +47,11 @@ _MAX_RECORD = 16 << 20
 
 class OutputRefused(TaggerError):
     """``-o`` names something the run must not overwrite; the message says how to force."""
+
+
+class OutputMismatch(InvalidInput):
+    """What ``-o`` already holds turns out, while resuming, not to be this input's output:
+    a refusal too (the CLI exits 2), found only once the records are read back."""
 
 
 def previous_output_problem(path: Path, version: str, first_id: Callable[[], str | None], evidence: bool | None = None) -> str | None:
@@ -168,9 +173,9 @@ class ResumableWriter:
                 pos -= step
             fh.truncate(0)
 
-    def _mismatch(self, reason: str) -> InvalidInput:
+    def _mismatch(self, reason: str) -> OutputMismatch:
         fix = "use another -o, or add --force to re-tag and replace it" if self._source == self.out else "delete it to start over"
-        return InvalidInput(str(self._source), f"{reason}; {fix}")
+        return OutputMismatch(str(self._source), f"{reason}; {fix}")
 
     def already_written(self, clause_id: str) -> bool:
         """True if the next already-written record is this clause (then it is skipped)."""

@@ -20,12 +20,19 @@ DEFAULT_FEATURES = "lexicon+structure"
 DEFAULT_CANDIDATES = ("nb_logreg", "lgbm", "avg:nb_logreg+lgbm", "avg:logreg+lgbm")
 
 
+# `oof --fast`: one candidate. Logistic regression is the quickest of them and what the
+# suspects queue was measured with (tests/annotate/test_review.py).
+FAST_CANDIDATES = ("logreg",)
+
+
 def _cfg(args):
     from tagger.taxonomy import load_taxonomy
 
     from .train import TrainConfig
 
     st = get_settings()
+    if getattr(args, "fast", False):
+        args.candidates = ",".join(FAST_CANDIDATES)
     variants = None
     if getattr(args, "variants_report", None):
         variants = json.loads(Path(args.variants_report).read_text(encoding="utf-8"))
@@ -194,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--variants", action="store_true", help="also run the table of model variants (slow) for the model card")
         elif name == "oof":
             s.add_argument("-o", "--out", help="default: var/oof/latest.json")
+            s.add_argument("--fast", action="store_true", help=f"one candidate ({', '.join(FAST_CANDIDATES)}) instead of --candidates; see README for the time")
         else:
             s.add_argument("--json", help="also write the report as JSON")
             s.add_argument("--variants", action="store_true", help="also run the table of model variants (slow: about 20 min)")

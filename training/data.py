@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tagger.annotate.labels import data_hash, trainable
 from tagger.jsonio import read_jsonl
 from tagger.taxonomy import HEADS, Taxonomy, as_labels
 
@@ -39,17 +38,9 @@ class Dataset:
         )
 
 
-def data_hash(records: list[dict]) -> str:
-    """Hash of what the model learns from: id, text and the labels of every head."""
-    h = hashlib.sha256()
-    for r in sorted(records, key=lambda r: r["id"]):
-        h.update(json.dumps([r["id"], r["text"], *[sorted(as_labels(k, r.get(k)) or []) for k in HEADS]], ensure_ascii=False).encode())
-    return h.hexdigest()
-
-
 def load_dataset(path: Path, taxonomy: Taxonomy) -> Dataset:
     # A record is learned from only when every head is labeled (a missing key: not yet).
-    records = [r for r in read_jsonl(path) if all(as_labels(h, r.get(h)) is not None for h in HEADS)]
+    records = trainable(read_jsonl(path))
     Y = {}
     for head in HEADS:
         index = {l: j for j, l in enumerate(taxonomy.labels[head])}

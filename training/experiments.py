@@ -82,6 +82,11 @@ class ModelSpec:
         return spec
 
 
+def _dur(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 def recency_weights(years: list[int | None]) -> np.ndarray:
     """Favour recent documents: 1 up to 2019, 1.5 for 2020-2022, 2 from 2023 (unknown: 1)."""
     return np.array([1.0 if y is None or y <= 2019 else 1.5 if y <= 2022 else 2.0 for y in years])
@@ -151,6 +156,14 @@ class Evaluator:
         # the gate reads the kind head's probabilities of ``kind_spec`` on the same split.
         self.gates: dict[str, dict] = {}
         self.kind_spec: ModelSpec | None = None
+        # Progress: fits planned (set by plan()), done, and their time, for the ETA lines.
+        self.fits_planned = 0
+        self.fits_done = 0
+        self.fit_seconds = 0.0
+
+    def plan(self, n_models: int) -> None:
+        """Announce how many (model, recency) fits over all splits the run will make."""
+        self.fits_planned = n_models * sum(1 for _ in self._splits())
 
     def set_gate(self, head: str, mode: str, allowed: dict | None = None) -> None:
         if mode == "none":
@@ -178,13 +191,27 @@ class Evaluator:
         if key not in self._P:
             t0 = time.time()
             out = {}
-            for name, tr, te in self._splits():
+            splits = list(self._splits())
+            for i, (name, tr, te) in enumerate(splits, 1):
+                t1 = time.time()
                 Xtr, Xte = self._features(fset, name, tr, te)
                 w = self.weights[tr] if recency else None
                 out[name] = {h: fit_heads(kind, Xtr, self.ds.Y[h][tr], w, self.seed).predict_proba(Xte) for h in HEADS}
+                self.fits_done += 1
+                self.fit_seconds += time.time() - t1
+                self.log(self._progress(f"{fset}/{kind}{' +recency' if recency else ''}", i, len(splits), time.time() - t0))
             self._P[key] = out
             self.log(f"  fitted {fset}/{kind}{' +recency' if recency else ''} on {len(out)} splits in {time.time() - t0:.0f}s")
         return self._P[key]
+
+    def _progress(self, stage: str, i: int, n: int, elapsed: float) -> str:
+        """One line per fitted split: the stage's ETA, and the run's while fits remain planned
+        (a long run must not look hung: the issue saw 43 silent minutes)."""
+        msg = f"  {stage}: split {i}/{n} in {_dur(elapsed)}, stage ETA {_dur(elapsed / i * (n - i))}"
+        left = self.fits_planned - self.fits_done
+        if left > 0:
+            msg += f"; run: {self.fits_done}/{self.fits_planned} fits, ETA {_dur(self.fit_seconds / self.fits_done * left)}"
+        return msg
 
     def spec_probs(self, fset: str, spec: ModelSpec, head: str) -> dict[str, np.ndarray]:
         parts = [self.probs(fset, k, spec.recency) for k in spec.parts]

@@ -123,6 +123,7 @@ def evaluate(cfg: TrainConfig, log=print) -> Evaluation:
     log(f"{len(ds)} clauses from {len(set(ds.docs))} documents, data hash {ds.hash[:12]}; tokenised in {time.time() - t0:.1f}s")
     specs = [ModelSpec.parse(c) for c in cfg.candidates]
     ev = Evaluator(ds, years, n_splits=cfg.n_splits, seed=cfg.seed, log=log)
+    ev.plan(len({(k, s.recency) for s in specs for k in s.parts}))
     info = split_info(ev)
     log(f"grouped {cfg.n_splits}-fold CV over documents + time split (train <= {CUTOFF_YEAR}: {info['train_documents']} documents, "
         f"test > {CUTOFF_YEAR}: {info['test_documents']} documents), candidates {cfg.candidates}")

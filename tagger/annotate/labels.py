@@ -8,6 +8,8 @@ never mix silently.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -17,17 +19,34 @@ from ..ingest.corpus import segment_paths
 from ..jsonio import read_jsonl
 from ..taxonomy import HEADS, SINGLE_HEADS, Taxonomy, as_labels
 
-__all__ = ["ValidationReport", "validate_labels", "label_stats", "REQUIRED_FIELDS"]
+__all__ = ["ValidationReport", "validate_labels", "label_stats", "REQUIRED_FIELDS", "data_hash", "trainable"]
 
 REQUIRED_FIELDS = ("id", "doc", "text", *HEADS, "source")
 # Sources that mean "a person decided"; anything else (e.g. "rules:proposal") is unreviewed.
 REVIEWED_PREFIXES = ("annotator:",)
 
 
+def trainable(records) -> list[dict]:
+    """The records a model learns from: every head labeled (a missing key: not yet)."""
+    return [r for r in records if all(as_labels(h, r.get(h)) is not None for h in HEADS)]
+
+
+def data_hash(records: list[dict]) -> str:
+    """Hash of what the model learns from: id, text and the labels of every head. Here, not
+    in training/, because the runtime checks it too (an ``oof`` file made on other labels)."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r["id"]):
+        h.update(json.dumps([r["id"], r["text"], *[sorted(as_labels(k, r.get(k)) or []) for k in HEADS]], ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
 @dataclass
 class ValidationReport:
     n_records: int = 0
     n_clauses: int = 0
+    # Records imported from a document that is not in the corpus (referenced by its sha256):
+    # their text cannot be checked against a segmentation.
+    n_external: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -82,8 +101,12 @@ def validate_labels(labels_file: Path, taxonomy: Taxonomy, documents: Path | Non
                 rep.add(f"clause {cid} ({c.doc}) is not labeled: {c.text[:40]}…")
             elif rec.get("text") != c.text:
                 rep.add(f"clause {cid}: text differs from the current segmentation")
-        for rid in records:
+        corpus_docs = {c.doc for c in current.values()}
+        for rid, rec in records.items():
             if rid not in current:
+                if rec.get("document_sha256") and rec.get("doc") not in corpus_docs:
+                    rep.n_external += 1
+                    continue
                 rep.add(f"record {rid} is not a clause of the current segmentation (stale id)")
     return rep
 

@@ -15,7 +15,37 @@ from ..errors import TaggerError
 
 __all__ = ["main"]
 
+# The README's exit-code table ("Tagging (pipelines)"): 2 is every refusal, 130/143 an
+# interrupted run (128 + the signal's number, what a shell reports for a killed process).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that a run
+    stops the same way: partial output kept, one line said, no traceback."""
+
+
+def _trap_sigterm() -> None:
+    import signal
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return n
+
+
+def _interrupted(exc: BaseException, done: str) -> int:
+    _err(f"interrupted — {done}")
+    return EXIT_SIGTERM if isinstance(exc, Interrupted) else EXIT_SIGINT
 
 
 def _err(msg: str) -> None:
@@ -28,12 +58,14 @@ class _Documents:
     def __init__(self, paths):
         self.paths = paths
         self.failed = 0
+        self.files_read = 0
 
     def __iter__(self):
         from ..ingest.corpus import iter_files
         from ..ingest.documents import load_documents
 
         for path in iter_files(self.paths):
+            self.files_read += 1
             try:
                 docs = load_documents(path)
             except TaggerError as exc:
@@ -94,7 +126,8 @@ def cmd_labels_validate(args: argparse.Namespace) -> int:
     if len(rep.errors) > args.max_errors:
         print(f"... and {len(rep.errors) - args.max_errors} more", file=sys.stderr)
     status = "ok" if rep.ok else f"{len(rep.errors)} problem(s)"
-    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation: {status}", file=sys.stderr)
+    external = f", {rep.n_external} records from documents not in the corpus (text not checked)" if rep.n_external else ""
+    print(f"labels validate: {rep.n_records} records, {rep.n_clauses} clauses in the current segmentation{external}: {status}", file=sys.stderr)
     return EXIT_OK if rep.ok else EXIT_FAILED
 
 
@@ -162,20 +195,36 @@ class _Progress:
         self.n += n
         if self.enabled:
             rate = self.n / max(time.monotonic() - self.t0, 1e-9)
-            print(f"\rtagged {self.n} clauses ({rate:,.0f}/s), skipped {skipped} already written", end="", file=sys.stderr, flush=True)
+            self.show(f"tagged {self.n} clauses ({rate:,.0f}/s), skipped {skipped} already written")
+
+    def show(self, line: str) -> None:
+        if self.enabled:
+            # \x1b[K clears what a longer previous line left on the right.
+            print(f"\r{line}\x1b[K", end="", file=sys.stderr, flush=True)
+            self.shown = True
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and getattr(self, "shown", False):
             print(file=sys.stderr)
+            self.shown = False
 
 
 _WORKER_TAGGER = None
 _WORKER_PROFILER = None
 
 
-def _worker_init(folder: str) -> None:
+def _worker_init(folder: str | None) -> None:
     global _WORKER_TAGGER, _WORKER_PROFILER
+    import signal
+
     from ..model.drift import DriftProfiler
+
+    # Ctrl-C reaches the whole process group: only the main process answers it (one line);
+    # the pool ends its workers with SIGTERM, whose default action exits without a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if folder is None:
+        return  # forked with the main process's tagger and profiler
     from ..model.inference import Tagger
 
     # The bundle folder the main process already resolved and checked. One ONNX thread
@@ -215,7 +264,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from ..ingest.corpus import iter_files
     from ..jsonio import dumps
     from ..model.inference import load_tagger
-    from ..resume import OutputRefused, open_output
+    from ..resume import OutputMismatch, OutputRefused, open_output
     from ..tagging import batched, iter_input_clauses, resolve_overrides, tag_clauses
 
     if args.evidence_method and not args.evidence:
@@ -290,10 +339,20 @@ def cmd_tag(args: argparse.Namespace) -> int:
         # per worker, because onnxruntime's threads do not survive a fork.
         global _WORKER_TAGGER, _WORKER_PROFILER
         if tagger.serving == "sparse":
-            _WORKER_TAGGER, _WORKER_PROFILER, init, initargs = tagger, profiler, None, ()
+            _WORKER_TAGGER, _WORKER_PROFILER, initargs = tagger, profiler, (None,)
         else:
-            init, initargs = _worker_init, (str(tagger.folder),)
-        with mp.get_context("fork").Pool(workers, initializer=init, initargs=initargs) as pool:
+            initargs = (str(tagger.folder),)
+        import signal
+
+        # The workers are forked with Ctrl-C ignored and SIGTERM at its default (the
+        # initializer sets both again, for a worker the pool replaces later).
+        saved = signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            pool_cm = mp.get_context("fork").Pool(workers, initializer=_worker_init, initargs=initargs)
+        finally:
+            signal.signal(signal.SIGINT, saved[0])
+            signal.signal(signal.SIGTERM, saved[1])
+        with pool_cm as pool:
             inflight: deque = deque()
             for batch in batches:
                 inflight.append(pool.apply_async(_worker_tag, (batch, args.evidence, overrides, args.evidence_method)))
@@ -306,15 +365,33 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 drift.merge(part)
                 yield lines
 
+    _trap_sigterm()
+    n_stdout = 0
     try:
         for lines in tagged_batches():
             if writer:
                 writer.write(lines)
             else:
                 sys.stdout.write("".join(lines))
+                n_stdout += len(lines)
             progress.update(len(lines), writer.skipped if writer else 0)
         if writer:
             writer.finish()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        if writer:
+            writer.abort()
+        progress.close()
+        if writer:
+            # Counted on disk: the signal may land between a write and its bookkeeping.
+            done = _count_lines(writer.partial) if writer.partial.exists() else writer.skipped
+            return _interrupted(exc, f"{done} records written; rerun the same command to resume")
+        sys.stdout.flush()
+        return _interrupted(exc, f"{n_stdout} records written to stdout; with -o FILE a rerun resumes")
+    except OutputMismatch as exc:
+        writer.abort()
+        progress.close()
+        _err(str(exc))
+        return EXIT_USAGE
     except BaseException:
         if writer:
             writer.abort()
@@ -331,9 +408,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
         with atomic_writer(Path(args.drift_report)) as fh:
             json.dump(report, fh, ensure_ascii=False, indent=1)
     if not args.quiet:
+        # On stderr also when the records go to stdout: a pipeline's log says what it got.
         # A resumed run profiles only the clauses it tagged itself.
-        where = f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}" if writer else f"tagged {drift.n} clauses"
-        print(f"{where}; model {version} ({tagger.engine}); drift: {_drift_summary(report)}", file=sys.stderr)
+        done = f"tagged {writer.written} clauses, skipped {writer.skipped} already in {args.output}" if writer else f"tagged {n_stdout} clauses to stdout"
+        print(f"{done}; model {version} ({tagger.engine}); drift: {_drift_summary(report)}", file=sys.stderr)
     return EXIT_FAILED if failed_files or reported else EXIT_OK
 
 
@@ -453,12 +531,40 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ..tagging import resolve_overrides
 
     overrides = resolve_overrides(tagger)  # read once: one model stamp for the whole run
+    from ..ingest.corpus import iter_files
+
+    n_files = sum(1 for _ in iter_files(args.paths))
     docs = _Documents(args.paths)
     totals: dict[str, int] = {}
-    for res in ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides, evidence_method=args.evidence_method):
+    # A progress line on a terminal only: a log file or a pipe gets the summary alone.
+    progress = _Progress(sys.stderr.isatty())
+    clauses = 0
+
+    def on_progress(doc, res) -> None:
+        nonlocal clauses
+        done = sum(totals.values())
+        if res is None:
+            progress.show(f"ingest: file {docs.files_read}/{n_files}, {done} documents done ({clauses} clauses); tagging {doc.id}…")
+            return
         totals[res.status] = totals.get(res.status, 0) + 1
+        clauses += res.clauses
         if args.verbose:
-            print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr)
+            progress.close()
+            print(f"{res.doc}: {res.status} ({res.clauses} clauses)", file=sys.stderr, flush=True)
+        progress.show(f"ingest: file {docs.files_read}/{n_files}, {done + 1} documents done ({clauses} clauses)")
+
+    _trap_sigterm()
+    progress.show(f"ingest: {n_files} files; starting…")
+    try:
+        ingest_documents(store, tagger, docs, evidence=not args.no_evidence, overrides=overrides,
+                         evidence_method=args.evidence_method, progress=on_progress)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        progress.close()
+        stored = sum(n for status, n in totals.items() if status != "unchanged")
+        return _interrupted(exc, f"{sum(totals.values())} documents done ({stored} stored this run); rerun the same command to resume "
+                                 "(documents already stored are skipped)")
+    finally:
+        progress.close()
     c = store.counts()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
     print(f"ingest: {summary}; store now holds {c['documents']} documents, {c['clauses']} clauses (model {overrides.version(tagger.version)})", file=sys.stderr)
@@ -520,9 +626,14 @@ def main(argv: list[str] | None = None) -> int:
         _err(str(exc))
         return EXIT_FAILED
     except BrokenPipeError:
+        # The reader went away (| head): stop quietly. Point stdout at /dev/null so that
+        # the interpreter's final flush does not print "Exception ignored … BrokenPipeError".
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, Interrupted) as exc:
+        return _interrupted(exc, "nothing was written")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -603,12 +603,14 @@ class Store:
 
 
 def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: bool = False, overrides=None,
-                     evidence_method: str | None = None) -> list[IngestResult]:
+                     evidence_method: str | None = None, progress=None) -> list[IngestResult]:
     """Segment, tag and store documents one by one (``tagger ingest``, which asks for the
     evidence). The override rules are read once (``overrides``: see
     :func:`tagger.tagging.resolve_overrides`); their stamp is part of the model version, so
     an edited rules file re-tags stored documents. A document already stored as it would be
-    now is not tagged again (evidence costs time)."""
+    now is not tagged again (evidence costs time). ``progress(doc, result)`` is called before
+    a document is tagged (result None) and once it is stored: each document is stored on its
+    own, so an interrupted run keeps what it stored and a rerun skips it."""
     from ..ingest.segment import segment
     from ..tagging import resolve_overrides, tag_clauses
 
@@ -622,11 +624,15 @@ def ingest_documents(store: Store, tagger, docs: Iterable[Document], evidence: b
         recs = [c.record() for c in segment(doc)]
         if store.is_current(doc, version, evidence):
             results.append(IngestResult(doc.id, "unchanged", len(recs)))
-            continue
-        acc = profiler.new_accumulator()
-        tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov, evidence_method=evidence_method,
-                             drift=(profiler, acc)) if recs else []
-        drift = profiler.document(acc.docs[doc.id]) if doc.id in acc.docs else None
-        results.append(store.ingest(doc, tagged, version, drift))
+        else:
+            if progress:
+                progress(doc, None)
+            acc = profiler.new_accumulator()
+            tagged = tag_clauses(tagger, recs, evidence=evidence, overrides=ov, evidence_method=evidence_method,
+                                 drift=(profiler, acc)) if recs else []
+            drift = profiler.document(acc.docs[doc.id]) if doc.id in acc.docs else None
+            results.append(store.ingest(doc, tagged, version, drift))
+        if progress:
+            progress(doc, results[-1])
     return results
 

@@ -90,3 +90,16 @@ def test_suspects_find_flipped_labels(tmp_path):
     assert found >= 0.75
     first = next(x for x in ranked if x["id"] in flipped_ids)
     assert any(i["label"] == "grant" for i in first["issues"]) and "proposed" in first and "probabilities" in first
+
+
+def test_uncertain_from_store_says_when_every_stored_clause_is_labeled(tmp_path):
+    """--from-store was given: the message must not ask for --from-store."""
+    env = {"TAGGER_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
+    r = run_cli("review", "uncertain", "--from-store", env=env)
+    assert r.returncode == 1 and "the store holds no clauses" in r.stderr and "tagger ingest" in r.stderr
+    r = run_cli("ingest", "--no-evidence", str(DOCS / "extra" / "x001.txt"), env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("review", "uncertain", "--from-store", env=env)
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert "clauses of the store are already in clauses.jsonl" in line and "give documents" not in line and "\n" not in line

@@ -79,7 +79,7 @@ def test_resume_refuses_mismatched_partial(tmp_path):
     partial = tmp_path / "out.jsonl.partial"
     partial.write_text(lines[0] + lines[1].replace('"id":"y"', '"id":"z"'), encoding="utf-8")
     r = run_cli("tag", str(src), "-o", str(out))
-    assert r.returncode == 1 and "out.jsonl.partial: existing output does not match the input at record 2" in r.stderr
+    assert r.returncode == 2 and "out.jsonl.partial: existing output does not match the input at record 2" in r.stderr  # a refusal
     assert out.read_text(encoding="utf-8") == "".join(lines) and partial.exists()
 
 
@@ -144,7 +144,7 @@ def test_rerun_never_moves_a_finished_output_away(tmp_path):
     # The input changed under a finished output: the run stops, the output stays.
     src.write_text("".join(rows[:30]) + rows[30].replace('"c30"', '"changed"') + "".join(rows[31:]), encoding="utf-8")
     r = run_cli("tag", str(src), "-o", str(out))
-    assert r.returncode == 1 and "does not match the input at record 31" in r.stderr
+    assert r.returncode == 2 and "does not match the input at record 31" in r.stderr
     assert out.read_bytes() == finished and not partial.exists()
     # The input grew: kill the run as soon as it starts writing; the output is still whole.
     more = [json.dumps({"id": f"n{i}", "text": f"建设第{i}个人工智能算力中心。"}, ensure_ascii=False) + "\n" for i in range(1500)]
