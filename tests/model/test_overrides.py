@@ -15,7 +15,6 @@ import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 from tagger.model.overrides import InvalidOverrides, current_overrides, load_overrides
 from tagger.store.db import ClauseQuery, Store
 
@@ -136,11 +135,11 @@ def test_cli_ingest_applies_rules_and_retags_when_they_change(tmp_path):
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, tagger):
     rules = tmp_path / "overrides.yaml"
     _write(rules)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", overrides_file=rules, work_processes=1)
-    for url in serve(create_app(settings, tagger=Tagger(BUNDLE))):
+    for url in serve(create_app(settings, tagger=tagger)):
         yield url, rules
 
 
