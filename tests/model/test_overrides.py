@@ -357,6 +357,7 @@ def test_api_503_for_a_malformed_file_does_not_show_the_server_path(api):
         assert j["message"].startswith("overrides file overrides.yaml: rule 'airport-transport'") and str(rules.parent) not in r.text, j
 
 
+@pytest.mark.slow  # a latency bound (< 1 s while 10,000 rules are parsed): timing belongs to the slow set
 def test_health_answers_while_a_large_rules_file_is_reloaded(api):
     """The reload (stat and parse) runs in a worker thread: /v1/health keeps answering while a
     10,000-rule file is parsed (on the event loop it stalled the server ~5 s)."""
