@@ -6,11 +6,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "labels" / "documents"
 COMPILATION = DOCS / "ai-pilot-zones-policy-compilation-2022.txt"
+BUNDLE = ROOT / "models" / "policy-tagger"
 
 
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def tagger():
+    """The shipped bundle, loaded once per session (~2 s a load, it was loaded in most
+    modules). A Tagger holds no per-call state, so sharing it keeps tests independent;
+    a test that needs another bundle or serving path builds its own."""
+    from tagger.model.inference import Tagger
+
+    return Tagger(BUNDLE)
 
 
 @pytest.fixture(scope="session")
@@ -76,15 +87,16 @@ def serve(app):
         t.join(5)
 
 
-def compilation_store(tmp_path_factory, name: str):
-    """A fresh SQLite store holding the 33 pilot-zone policies, tagged by the bundled model;
-    returns ``(database URL, tagger)``. One store per test module: modules add to it."""
+def compilation_store(tmp_path_factory, name: str, tagger=None):
+    """A fresh SQLite store holding the 33 pilot-zone policies, tagged by ``tagger`` (the
+    bundled model if not given); returns ``(database URL, tagger)``. One store per test
+    module: modules add to it."""
     from tagger.ingest.documents import load_documents
     from tagger.model.inference import Tagger
     from tagger.store.db import Store, ingest_documents
 
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}"
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
+    tagger = tagger or Tagger(BUNDLE)
     ingest_documents(Store(url), tagger, load_documents(COMPILATION))
     return url, tagger
 

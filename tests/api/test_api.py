@@ -5,20 +5,19 @@ import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 
-from ..conftest import DOCS, ROOT, serve
+from ..conftest import DOCS, serve
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(tmp_path_factory, tagger):
     settings = Settings(
         max_clauses_per_request=50,
         max_text_chars=20000,
         max_upload_bytes=200_000,
         database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'api.db'}",
     )
-    yield from serve(create_app(settings, tagger=Tagger(ROOT / "models" / "policy-tagger")))
+    yield from serve(create_app(settings, tagger=tagger))
 
 
 def test_health_ready_model(base_url):

@@ -15,9 +15,9 @@ from ..conftest import DOCS, compilation_store, serve
 
 
 @pytest.fixture(scope="module")
-def app_db(tmp_path_factory):
+def app_db(tmp_path_factory, tagger):
     # The 33 pilot-zone policies go in directly; two documents go through the HTTP path below.
-    return compilation_store(tmp_path_factory, "analysts.db")
+    return compilation_store(tmp_path_factory, "analysts.db", tagger)
 
 
 @pytest.fixture(scope="module")

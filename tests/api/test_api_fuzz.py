@@ -7,36 +7,37 @@ import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 
-from ..conftest import ROOT, serve
+from ..conftest import serve
 
-pytestmark = pytest.mark.slow
-
-MIN_REQUESTS = 10_000  # the reliability issue's acceptance: >= 10,000 generated requests, 0 answers >= 500
+FULL_REQUESTS = 10_000  # the reliability issue's acceptance: >= 10,000 generated requests, 0 answers >= 500
+# The default run sends a sample of every operation (~10 s); the full count (~4 min on
+# 2 cores) is in the slow set, which CI runs too.
+QUICK_REQUESTS = 500
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(tmp_path_factory, tagger):
     # Anonymous writes on a loopback server: store=true paths are fuzzed too.
     st = Settings(database_url=f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'f.db'}", allow_anonymous_writes=True,
                   max_upload_bytes=200_000, max_json_bytes=200_000)
-    yield from serve(create_app(st, tagger=Tagger(ROOT / "models" / "policy-tagger")))
+    yield from serve(create_app(st, tagger=tagger))
 
 
-def test_no_5xx_on_generated_requests(base_url):
+@pytest.mark.parametrize("min_requests", [QUICK_REQUESTS, pytest.param(FULL_REQUESTS, marks=pytest.mark.slow)])
+def test_no_5xx_on_generated_requests(base_url, min_requests):
     import schemathesis
     from hypothesis import HealthCheck, given, seed, settings
 
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json")
     ops = [r.ok() for r in schema.get_all_operations()]
     assert {f"{o.method.upper()} {o.path}" for o in ops} >= {"POST /v1/tag", "POST /v1/documents", "GET /v1/clauses", "GET /v1/clauses/export"}
-    per_op = MIN_REQUESTS // len(ops) + 50
+    per_op = min_requests // len(ops) + 50
     seen, failures = [], []
     # Operations without parameters run out of distinct cases at once; further seeded
     # rounds give the others new cases until the request budget is reached.
     for round_ in range(6):
-        if len(seen) >= MIN_REQUESTS:
+        if len(seen) >= min_requests:
             break
         for op in ops:
 
@@ -53,4 +54,4 @@ def test_no_5xx_on_generated_requests(base_url):
     print(f"{len(seen)} generated requests over {len(ops)} operations; status counts:",
           {s: seen.count(s) for s in sorted(set(seen))})
     assert not failures, failures[:5]
-    assert len(seen) >= MIN_REQUESTS
+    assert len(seen) >= min_requests

@@ -14,17 +14,11 @@ import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 
-from ..conftest import ROOT, serve
+from ..conftest import serve
 
 KEY = "test-key-0123456789"
 CLAUSE = "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(ROOT / "models" / "policy-tagger")
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ KEY = "views-test-key"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    return compilation_store(tmp_path_factory, "views.db")
+def db(tmp_path_factory, tagger):
+    return compilation_store(tmp_path_factory, "views.db", tagger)
 
 
 @pytest.fixture(scope="module")

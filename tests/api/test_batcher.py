@@ -13,17 +13,9 @@ import pytest
 from tagger.api import create_app
 from tagger.api.batcher import MicroBatcher
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 from tagger.tagging import tag_clauses
 
 from ..conftest import ROOT, serve
-
-BUNDLE = ROOT / "models" / "policy-tagger"
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(BUNDLE)
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,12 @@ from fastapi.testclient import TestClient
 from tagger.api import create_app
 from tagger.api.security import host_name
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 
 from ..conftest import ROOT, free_port, serve
 
 EVIL = "rebind.evil.example"
 DOC = {"text": "第一条 对人工智能企业给予房租补贴。", "doc": "rebind-doc"}
 WRITE = "/v1/documents?store=true&evidence=false"
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(ROOT / "models" / "policy-tagger")
 
 
 def as_host(host: str, port: int | None = None) -> dict:

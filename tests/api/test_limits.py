@@ -17,7 +17,6 @@ from tagger.api import create_app
 from tagger.api.routes.tag import batch_tag, work_cost
 from tagger.config import Settings
 from tagger.ingest.segment import HARD_MAX_CHARS
-from tagger.model.inference import Tagger
 
 from ..conftest import ROOT, serve
 
@@ -30,9 +29,9 @@ def run_text() -> str:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, tagger):
     settings = Settings(work_processes=0, database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'limits.db'}")
-    return create_app(settings, tagger=Tagger(ROOT / "models" / "policy-tagger"))
+    return create_app(settings, tagger=tagger)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +61,9 @@ def test_100k_char_clause_with_evidence_is_413_at_once(base_url, run_text):
     assert r.status_code == 200 and r.json()["count"] == 1
 
 
-def test_evidence_limit_is_a_setting_and_clauses_at_the_limit_get_evidence(tmp_path, run_text):
+def test_evidence_limit_is_a_setting_and_clauses_at_the_limit_get_evidence(tmp_path, run_text, tagger):
     st = Settings(max_evidence_clause_chars=300, work_processes=0, database_url=f"sqlite:///{tmp_path / 'l.db'}")
-    for url in serve(create_app(st, tagger=Tagger(ROOT / "models" / "policy-tagger"))):
+    for url in serve(create_app(st, tagger=tagger)):
         r = httpx.post(url + "/v1/tag", json={"clauses": [{"id": "a", "text": run_text[:300]}, {"id": "b", "text": run_text[:301]}]}, timeout=60)
         assert r.status_code == 413 and "'b' has 301 characters" in r.json()["detail"]
         r = httpx.post(url + "/v1/tag", json={"clauses": [{"id": "a", "text": run_text[:300]}]}, timeout=60)

@@ -18,7 +18,6 @@ import pytest
 from tagger.api import create_app
 from tagger.api.security import is_loopback, listening_hosts
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 
 from ..conftest import ROOT, free_port, wait_until_up
 
@@ -74,8 +73,7 @@ def _uvicorn(app, host: str):
         t.join(5)
 
 
-def test_uvicorn_on_all_interfaces_refuses_anonymous_writes(tmp_path):
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
+def test_uvicorn_on_all_interfaces_refuses_anonymous_writes(tmp_path, tagger):
     st = Settings(allow_anonymous_writes=True, work_processes=0, database_url=f"sqlite:///{tmp_path / 'a.db'}")
     assert st.host == "127.0.0.1"  # the settings say loopback; the socket does not
     for url in _uvicorn(create_app(st, tagger=tagger), "0.0.0.0"):

@@ -15,11 +15,6 @@ from ..conftest import ROOT, run_cli
 BUNDLE = ROOT / "models" / "policy-tagger"
 
 
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(BUNDLE)
-
-
 def test_manifest_matches_taxonomy_and_records_provenance(tagger):
     tax = load_taxonomy(ROOT / "labels" / "taxonomy.yaml")
     m = tagger.manifest.raw

@@ -15,7 +15,6 @@ import pytest
 
 from tagger.api import create_app
 from tagger.config import Settings
-from tagger.model.inference import Tagger
 from tagger.model.overrides import InvalidOverrides, current_overrides, load_overrides
 from tagger.store.db import ClauseQuery, Store
 
@@ -136,11 +135,11 @@ def test_cli_ingest_applies_rules_and_retags_when_they_change(tmp_path):
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, tagger):
     rules = tmp_path / "overrides.yaml"
     _write(rules)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", overrides_file=rules, work_processes=1)
-    for url in serve(create_app(settings, tagger=Tagger(BUNDLE))):
+    for url in serve(create_app(settings, tagger=tagger)):
         yield url, rules
 
 
@@ -358,6 +357,7 @@ def test_api_503_for_a_malformed_file_does_not_show_the_server_path(api):
         assert j["message"].startswith("overrides file overrides.yaml: rule 'airport-transport'") and str(rules.parent) not in r.text, j
 
 
+@pytest.mark.slow  # a latency bound (< 1 s while 10,000 rules are parsed): timing belongs to the slow set
 def test_health_answers_while_a_large_rules_file_is_reloaded(api):
     """The reload (stat and parse) runs in a worker thread: /v1/health keeps answering while a
     10,000-rule file is parsed (on the event loop it stalled the server ~5 s)."""

@@ -16,12 +16,10 @@ from tagger.store.db import ClauseQuery, Store, ingest_documents
 from ..conftest import DOCS, ROOT
 
 BUNDLE = ROOT / "models" / "policy-tagger"
-BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TAGGER_TEST_POSTGRES_URL") else [])
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(BUNDLE)
+# PostgreSQL runs only against a real server (CI starts one, .ci/services.sh); without one
+# its cases are listed as skipped, so a run never looks like it covered PostgreSQL.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not os.environ.get("TAGGER_TEST_POSTGRES_URL"), reason="no PostgreSQL: set TAGGER_TEST_POSTGRES_URL (CI does)"))]
 
 
 def _fresh_url(kind: str, tmp_path) -> str:

@@ -17,20 +17,13 @@ from tagger.api import create_app
 from tagger.config import Settings
 from tagger.ingest.documents import load_documents
 from tagger.ingest.segment import segment
-from tagger.model.inference import Tagger
 from tagger.store.db import Store, clause_tags, clauses, documents
 from tagger.tagging import tag_clauses
 
 from ..conftest import DOCS, ROOT, serve
 from .test_store import BACKENDS, _fresh_url
 
-BUNDLE = ROOT / "models" / "policy-tagger"
 WRITERS = 8
-
-
-@pytest.fixture(scope="module")
-def tagger():
-    return Tagger(BUNDLE)
 
 
 @pytest.fixture(scope="module")

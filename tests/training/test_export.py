@@ -13,10 +13,9 @@ from tagger.api import create_app
 from tagger.api.routes.clauses import _cell
 from tagger.config import Settings
 from tagger.ingest.documents import document_from_text
-from tagger.model.inference import Tagger
 from tagger.store.db import Store, ingest_documents
 
-from ..conftest import ROOT, serve
+from ..conftest import serve
 
 # What an uploaded policy could contain; Excel would run each as a formula.
 FORMULAS = ['=HYPERLINK("http://x","y")对新引进企业给予最高500万元奖励。', "@SUM(1)支持平台建设，给予补贴。", "-1+2对企业研发投入给予补助。"]
@@ -24,9 +23,8 @@ TITLE = "=cmd|' /C calc'!A0"
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(tmp_path_factory, tagger):
     db = f"sqlite:///{tmp_path_factory.mktemp('db') / 'export.db'}"
-    tagger = Tagger(ROOT / "models" / "policy-tagger")
     (doc,) = document_from_text("\n".join(FORMULAS), "inj")
     doc.title = TITLE
     ingest_documents(Store(db), tagger, [doc])
