@@ -309,9 +309,14 @@ def test_admission_is_bounded_across_worker_processes(tmp_path, tagger):
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
-            slow = ex.submit(httpx.post, url + "/v1/documents", json={"text": text}, timeout=120)
+            # Occlusion evidence keeps the one work slot busy for seconds (the default method
+            # is done within the half second below).
+            slow = ex.submit(httpx.post, url + "/v1/documents?evidence_method=occlusion", json={"text": text}, timeout=120)
             time.sleep(0.5)  # the first one is admitted (waiting for its worker or running)
-            r = httpx.post(url + "/v1/tag", json={"text": CLAUSE})
+            # 40 clauses: more work than the event loop does itself (TAGGER_INLINE_CLAUSES), so
+            # it needs the busy slot.
+            many = {"clauses": [{"id": str(i), "text": CLAUSE} for i in range(40)]}
+            r = httpx.post(url + "/v1/tag", json=many, timeout=60)
             assert r.status_code == 503 and r.headers["Retry-After"] == "1"
             assert slow.result().status_code == 200
         assert httpx.post(url + "/v1/tag", json={"text": CLAUSE}).status_code == 200
