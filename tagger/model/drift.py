@@ -375,7 +375,6 @@ class DocStats:
     oov: int = 0
     new: int = 0
     long: int = 0
-    long: int = 0
     conf_sum: float = 0.0
     no_label: int = 0
 
