@@ -382,10 +382,11 @@ def test_full_work_queue_gives_503_with_retry_after(monkeypatch, tmp_path):
             waiting.start()
             while app.state.pool.admitted < 2 and time.perf_counter() - t0 < 5:
                 time.sleep(0.01)
-            # The queue is full: 60 concurrent one-clause requests (with evidence, they need
-            # the work pool) are refused at once, each with Retry-After.
+            # The queue is full: 60 concurrent one-clause requests (with occlusion evidence they
+            # need the work pool; the default evidence is cheap enough for the event loop) are
+            # refused at once, each with Retry-After.
             with concurrent.futures.ThreadPoolExecutor(20) as ex:
-                answers = list(ex.map(lambda _: _timed_post(url + "/v1/tag", {"text": CLAUSE}), range(60)))
+                answers = list(ex.map(lambda _: _timed_post(url + "/v1/tag?evidence_method=occlusion", {"text": CLAUSE}), range(60)))
             waiting.join(60)
             # The upload queued behind the bomb: 503 + Retry-After after 3 s, not after the bomb.
             r = queued[0]
