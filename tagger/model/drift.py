@@ -216,7 +216,7 @@ class DriftProfiler:
         return k
 
     def new_accumulator(self) -> "DriftAccumulator":
-        return DriftAccumulator({h: len(self.labels[h]) for h in HEADS})
+        return DriftAccumulator(widths={h: len(self.labels[h]) for h in HEADS})
 
     def add(self, acc: "DriftAccumulator", ids: Sequence[str], docs: Sequence[str], token_texts: Sequence[str],
             probs: dict[str, np.ndarray]) -> np.ndarray:
@@ -389,17 +389,11 @@ class DocStats:
 
 
 @dataclass
-class DriftAccumulator:
-    """Counts that add up: one per batch in a worker, merged in the parent (picklable)."""
+class DriftAccumulator(DocStats):
+    """Counts that add up: one per batch in a worker, merged in the parent (picklable).
+    Its own totals are a :class:`DocStats` of the whole batch."""
 
-    widths: dict[str, int]
-    n: int = 0
-    words: int = 0
-    oov: int = 0
-    new: int = 0
-    long: int = 0
-    conf_sum: float = 0.0
-    no_label: int = 0
+    widths: dict[str, int] = field(default_factory=dict)
     label_counts: dict = field(default_factory=dict)
     none: dict = field(default_factory=dict)
     hist: dict = field(default_factory=dict)
@@ -466,13 +460,7 @@ class DriftAccumulator:
             s.no_label += nl[i]
 
     def merge(self, o: "DriftAccumulator") -> "DriftAccumulator":
-        self.n += o.n
-        self.words += o.words
-        self.oov += o.oov
-        self.new += o.new
-        self.long += o.long
-        self.conf_sum += o.conf_sum
-        self.no_label += o.no_label
+        super().merge(o)
         for h in self.widths:
             self.label_counts[h] += o.label_counts[h]
             self.none[h] += o.none[h]
