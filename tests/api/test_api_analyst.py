@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import openpyxl
 import pytest
-from sqlalchemy import create_engine, text
 
 from tagger.api import create_app
 from tagger.config import Settings
@@ -21,6 +20,7 @@ from tagger.store.facts import format_amount
 from tagger.taxonomy import load_taxonomy
 
 from ..conftest import ROOT, corpus_store, serve
+from .test_api_views import _sql
 
 README = ROOT / "README.md"
 
@@ -33,11 +33,6 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_url(db):
     yield from serve(create_app(Settings(database_url=db[0]), tagger=db[1]))
-
-
-def _sql(db_url: str, query: str, **params):
-    with create_engine(db_url).connect() as c:
-        return c.execute(text(query), params).all()
 
 
 def readme_example_queries() -> list[str]:

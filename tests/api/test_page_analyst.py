@@ -19,7 +19,8 @@ from tagger.store.facts import format_amount
 
 from ..conftest import corpus_store, serve
 from .test_api_analyst import readme_example_queries
-from .test_page import BROWSER_ARGS, CHROMIUM
+# browser: one headless Chromium per module, on this module's base_url
+from .test_page import CHROMIUM, browser  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -32,16 +33,6 @@ def base_url(tmp_path_factory):
         pytest.skip("no chromium on this machine")
     db, tagger = corpus_store(tmp_path_factory, "page-corpus.db")
     yield from serve(create_app(Settings(database_url=db), tagger=tagger))
-
-
-@pytest.fixture(scope="module")
-def browser(base_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 def _new_page(browser, width=1280):
