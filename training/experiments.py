@@ -156,6 +156,8 @@ class Evaluator:
         # the gate reads the kind head's probabilities of ``kind_spec`` on the same split.
         self.gates: dict[str, dict] = {}
         self.kind_spec: ModelSpec | None = None
+        # The heads fitted per split (a probe may fit fewer: training/probe_time_split.py).
+        self.heads: tuple[str, ...] = HEADS
         # Progress: fits planned (set by plan()), done, and their time, for the ETA lines.
         self.fits_planned = 0
         self.fits_done = 0
@@ -196,7 +198,7 @@ class Evaluator:
                 t1 = time.time()
                 Xtr, Xte = self._features(fset, name, tr, te)
                 w = self.weights[tr] if recency else None
-                out[name] = {h: fit_heads(kind, Xtr, self.ds.Y[h][tr], w, self.seed).predict_proba(Xte) for h in HEADS}
+                out[name] = {h: fit_heads(kind, Xtr, self.ds.Y[h][tr], w, self.seed).predict_proba(Xte) for h in self.heads}
                 self.fits_done += 1
                 self.fit_seconds += time.time() - t1
                 self.log(self._progress(f"{fset}/{kind}{' +recency' if recency else ''}", i, len(splits), time.time() - t0))

@@ -35,7 +35,7 @@ from tagger.taxonomy import KIND, load_taxonomy
 
 from .data import document_years, load_dataset
 from .evaluate import scores, tune_thresholds
-from .experiments import REQUIRED_TOPICS, Evaluator, ModelSpec, fit_heads
+from .experiments import REQUIRED_TOPICS, Evaluator, ModelSpec
 
 HEADS = (KIND, "topic")
 
@@ -43,19 +43,13 @@ HEADS = (KIND, "topic")
 class _TimeOnly(Evaluator):
     """Only the time split and its inner folds, only the kind and topic heads."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.heads = HEADS
+
     def _splits(self):
         yield "time", self.time_train, self.time_test
         yield from ((f"inner{k}", tr, te) for k, (tr, te) in enumerate(self.inner))
-
-    def probs(self, fset, kind, recency):
-        key = (fset, kind, recency)
-        if key not in self._P:
-            out = {}
-            for name, tr, te in self._splits():
-                Xtr, Xte = self._features(fset, name, tr, te)
-                out[name] = {h: fit_heads(kind, Xtr, self.ds.Y[h][tr], None, self.seed).predict_proba(Xte) for h in HEADS}
-            self._P[key] = out
-        return self._P[key]
 
 
 def _required(s: dict) -> float:
