@@ -487,19 +487,34 @@ class Store:
     def _facets(self, conn, q: ClauseQuery) -> dict[str, dict[str, int]]:
         """Matching clauses per label of each head, and per document ``region``, ``year`` and
         ``issuer`` (keys as text; an undated document's clauses under ``"none"``, documents
-        without region or issuer left out: no filter could select them)."""
-        ids = self._base([clauses.c.id], q).subquery()
-        stmt = (
-            select(clause_tags.c.head, clause_tags.c.label, func.count())
-            .where(clause_tags.c.clause_id.in_(select(ids.c.id)))
-            .group_by(clause_tags.c.head, clause_tags.c.label)
-        )
+        without region or issuer left out: no filter could select them).
+
+        Each facet is counted with its own filter left out and every other filter kept: the
+        counts say what choosing a value of that facet would find. With ``region=成都`` the
+        region facet still lists 武汉 and its count (clicking a region or a year replaces the
+        filter; a label is added to the head's any-of list), where counting under the region
+        filter itself could only ever show 成都. ``<head>_all`` filters stay: they narrow."""
+        from dataclasses import replace
+
         out: dict[str, dict[str, int]] = {h: {} for h in HEADS}
-        for head, label, n in conn.execute(stmt):
-            out.setdefault(head, {})[label] = int(n)
+        own = [h for h in HEADS if q.any_of.get(h)]
+        plans = [(q, [h for h in HEADS if h not in own])]
+        plans += [(replace(q, any_of={**q.any_of, h: []}), [h]) for h in own]
+        for qq, heads in plans:
+            if not heads:
+                continue
+            ids = self._base([clauses.c.id], qq).subquery()
+            stmt = (
+                select(clause_tags.c.head, clause_tags.c.label, func.count())
+                .where(clause_tags.c.clause_id.in_(select(ids.c.id)), clause_tags.c.head.in_(heads))
+                .group_by(clause_tags.c.head, clause_tags.c.label)
+            )
+            for head, label, n in conn.execute(stmt):
+                out.setdefault(head, {})[label] = int(n)
+        dropped = {"region": {"regions": []}, "issuer": {"issuers": []}, "year": {"year_from": None, "year_to": None}}
         for name in DOC_FACETS:
             col = documents.c[name]
-            by = self._base([col, func.count()], q).group_by(col)
+            by = self._base([col, func.count()], replace(q, **dropped.get(name, {}))).group_by(col)
             counts = {("none" if v is None else str(v)): int(n) for v, n in conn.execute(by) if v != ""}
             # Largest first; years in calendar order (the page lists them as an axis).
             key = (lambda kv: kv[0]) if name == "year" else (lambda kv: (-kv[1], kv[0]))

@@ -291,6 +291,12 @@ def test_facets_for_region_year_issuer_kind_filter_on_click(base_url, page):
     page.wait_for_function("new URLSearchParams(location.search).has('region')")
     _ready(page)
     assert int(page.inner_text("#count")) == _api(base_url, "/v1/clauses", {"region": region, "limit": 1})["count"]
+    # the region facet leaves out its own filter: the other regions stay offered, this one marked
+    bars = page.query_selector_all('#facets .bar[data-head="region"]')
+    assert len(bars) > 1
+    on = {b.get_attribute("data-label"): "on" in b.get_attribute("class").split() for b in bars}
+    # the filter matches by substring: "浙江" holds every 浙江省… region, all marked
+    assert on[region] and on == {label: region in label for label in on} and not all(on.values())
     page.click('#facets .bar[data-head="year"]:not(.off)')
     page.wait_for_function("new URLSearchParams(location.search).has('year_from')")
     _ready(page)
