@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, tagger=None) -> FastAPI:
     app.state.batcher = MicroBatcher(
         app.state.pool.run, batch_tag,
         inline=lambda n, args: args[3] != "occlusion" and n * (EVIDENCE_COST["contributions"] if args[1] else 1) <= st.inline_clauses,
-        weight=lambda c: work_cost((len(c["text"]),), False))
+        weight=lambda c: work_cost((len(c["text"]),), False), side=app.state.drift.add)
     app.add_middleware(app.state.metrics.asgi)
     # Bytes of request bodies held across all requests (tagger.api.bodies): inside the
     # per-route limits, so that a body too large for its route is a 413 first.

@@ -16,12 +16,13 @@ __all__ = ["MicroBatcher"]
 
 class MicroBatcher:
     def __init__(self, run: Callable[..., Any], fn: Callable[..., list], max_clauses: int = 256, inline: Callable[[int, tuple], bool] | None = None,
-                 weight: Callable[[dict], int] | None = None):
+                 weight: Callable[[dict], int] | None = None, side: Callable[[Any], None] | None = None):
         # ``run(fn, *args)`` awaits ``fn`` in the work pool (admission control included).
         # ``inline(n, args)``: call ``fn`` on the event loop instead (small batches); ``n`` is
         # the batch's clauses, each counted ``weight(clause)`` times (default 1: a long clause
-        # costs more than a short one).
-        self._run, self._fn, self.max_clauses = run, fn, max_clauses
+        # costs more than a short one). ``side``: ``fn`` returns ``(records, extra)`` and
+        # ``side(extra)`` gets the whole batch's extra (the /v1/tag drift counts).
+        self._run, self._fn, self.max_clauses, self._side = run, fn, max_clauses, side
         self._inline = inline or (lambda n, args: False)
         self._weight = weight
         self._queues: dict[tuple, list[tuple[list[dict], asyncio.Future]]] = {}
@@ -63,6 +64,9 @@ class MicroBatcher:
                 records = self._fn(*args, flat)
             else:
                 records = await self._run(self._fn, *args, flat)
+            if self._side is not None:
+                records, extra = records
+                self._side(extra)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc=exc)

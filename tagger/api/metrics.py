@@ -99,7 +99,9 @@ class Metrics:
 
         self.drift_words.inc(acc.words)
         self.drift_oov_words.inc(acc.oov)
-        for stats in acc.docs.values():
+        for doc, stats in acc.docs.items():
+            if not doc:  # /v1/tag clauses without a "doc": counted in the words, not as a document
+                continue
             d = profiler.document(stats)
             verdict = d["verdict"] if d["verdict"] in VERDICTS else NO_REFERENCE
             self.drift_documents.labels(verdict.replace(" ", "_")).inc()

@@ -171,12 +171,15 @@ def _render(content) -> bytes:
     return render_json(content)
 
 
-def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes, int]:
-    """A big ``POST /v1/tag``: the rendered answer and the clause count."""
+def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes, int, object]:
+    """A big ``POST /v1/tag``: the rendered answer, the clause count and the drift counts."""
+    from ..model.drift import DriftProfiler
     from ..tagging import model_version, tag_clauses
 
-    data = tag_clauses(tagger, clauses, **tag_kwargs) if clauses else []
-    return _render({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data)
+    profiler = DriftProfiler.for_tagger(tagger)
+    acc = profiler.new_accumulator()
+    data = tag_clauses(tagger, clauses, drift=(profiler, acc), **tag_kwargs) if clauses else []
+    return _render({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), acc
 
 
 # -- in the server process ----------------------------------------------------------------------------

@@ -55,3 +55,21 @@ def test_metric_labels_are_bounded(base_url):
     assert counted >= 5 and any(l.startswith('tagger_drift_documents_total{verdict="retrain"}') for l in drift)
     assert any(l.startswith("tagger_drift_document_oov_rate_count") and float(l.split()[-1]) >= 5 for l in drift)
     assert any(l.startswith("tagger_drift_window_score") for l in drift)
+
+
+def test_tag_requests_feed_the_recent_window(base_url):
+    """A pipeline that only calls POST /v1/tag is told too: its clauses join the window,
+    grouped by their "doc" when they carry one; clauses without one add words, not documents.
+    Both the batched path (small requests) and the work-pool path (a big one) count."""
+    before = httpx.get(base_url + "/v1/drift?documents=true").json()
+    small = [{"id": f"r{i}", "text": t, "doc": "recipes-via-tag"} for i, t in enumerate(FOREIGN)]
+    assert httpx.post(base_url + "/v1/tag?evidence=false", json={"clauses": small}, timeout=60).status_code == 200
+    loose = [{"id": f"x{i}", "text": FOREIGN[i % len(FOREIGN)] + f"第{i}次"} for i in range(400)]
+    assert httpx.post(base_url + "/v1/tag?evidence=false", json={"clauses": loose}, timeout=120).status_code == 200
+    j = httpx.get(base_url + "/v1/drift?documents=true").json()
+    assert j["window"]["requests"] == before["window"]["requests"] + 2
+    assert j["clauses"] == before["clauses"] + len(small) + len(loose)
+    assert j["documents"]["recipes-via-tag"]["verdict"] == "retrain"
+    assert "鸡蛋" in {t["term"] for t in j["unseen_terms"]}
+    metrics = httpx.get(base_url + "/metrics").text
+    assert 'verdict=""' not in metrics

@@ -1,6 +1,7 @@
 """``GET /v1/drift``: the drift of what this server tagged recently (issue 22).
 
-Every ``/v1/documents`` job sends back its drift counts (a
+Every ``/v1/documents`` job and every ``/v1/tag`` model call (a batch of concurrent small
+requests, or a big request's job) sends back its drift counts (a
 :class:`~tagger.model.drift.DriftAccumulator`, counted in the worker process from the same
 tokens and probabilities as the answer); the window keeps the last hour's, at most
 ``MAX_JOBS`` of them, and merges them when asked. The window is per server process: with

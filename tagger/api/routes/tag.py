@@ -81,9 +81,22 @@ def check_evidence_limit(clauses: list[dict], settings) -> None:
             )
 
 
-def batch_tag(tagger, evidence: bool, overrides, evidence_method: str, clauses: list[dict]) -> list[dict]:
-    """The batcher's model call: the clauses of several concurrent requests at once."""
-    return tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides, evidence_method=evidence_method)
+def drift_pair(tagger):
+    """A fresh drift accumulator for a /v1/tag batch, with the tagger's profiler: the batch's
+    counts go to the server's recent window (GET /v1/drift) and /metrics, as /v1/documents'
+    do. Clauses are grouped by their ``doc`` field when they carry one."""
+    from ...model.drift import DriftProfiler
+
+    profiler = DriftProfiler.for_tagger(tagger)
+    return profiler, profiler.new_accumulator()
+
+
+def batch_tag(tagger, evidence: bool, overrides, evidence_method: str, clauses: list[dict]) -> tuple[list[dict], object]:
+    """The batcher's model call: the clauses of several concurrent requests at once, and
+    their drift counts."""
+    drift = drift_pair(tagger)
+    records = tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides, evidence_method=evidence_method, drift=drift)
+    return records, drift[1]
 
 
 def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
@@ -100,7 +113,7 @@ def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
     return clauses
 
 
-def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int]:
+def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int, object]:
     """A ``POST /v1/tag`` with a large body, all in the work pool (a worker process):
     parse, validate, check, tag and render."""
     from ..workers import tag_job
@@ -126,9 +139,10 @@ async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: 
         # Parsed, validated, tagged and rendered in a worker process. (The override rules
         # are pinned first: a broken rules file is a 503 before the body's own checks.)
         ov = resolve_overrides(tagger, settings.overrides_file)
-        rendered, n = await pool.run_heavy(tag_body_job, tagger, settings, raw, evidence=evidence, overrides=ov,
-                                           evidence_method=method, limits=JobLimits(), receive=request.receive)
+        rendered, n, acc = await pool.run_heavy(tag_body_job, tagger, settings, raw, evidence=evidence, overrides=ov,
+                                                evidence_method=method, limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
+        request.app.state.drift.add(acc)
         return FastJSON(rendered)
     clauses = _clauses_of(parse_tag_body(raw, settings), settings, evidence)
     # The override rules as of this request, read off the event loop before the route ran
@@ -139,9 +153,10 @@ async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: 
         # Big: tagged and rendered in a worker process, off this process's GIL.
         from ..workers import tag_job
 
-        rendered, n = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov,
-                                           evidence_method=method, limits=JobLimits(), receive=request.receive)
+        rendered, n, acc = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov,
+                                                evidence_method=method, limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
+        request.app.state.drift.add(acc)
         return FastJSON(rendered)
     # Small requests that arrive together share one model call (api/batcher.py). With the work
     # queue full, one that needs the work pool is refused now (503), not after waiting in the
