@@ -4,6 +4,7 @@
 
     tagged = tag_dataframe(spark.read.parquet("clauses.parquet"))   # id, text[, doc, section, ...]
     tagged = tag_documents(spark.read.parquet("documents.parquet")) # doc, text[, title, region, year, ...]
+    report = drift_report(tagged)   # an action: the run's drift, as `tagger tag --drift-report`
 
 Needs ``pip install "policy-clause-tagger[spark]"`` on the driver and on every executor
 (the executors import this module and run the ONNX model), and a Java runtime for Spark.
@@ -58,7 +59,7 @@ from typing import TYPE_CHECKING, Iterator
 
 try:
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, MapType, StringType, StructField, StructType
+    from pyspark.sql.types import ArrayType, BinaryType, MapType, StringType, StructField, StructType
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('tagger.spark needs pyspark, pandas and pyarrow: pip install "policy-clause-tagger[spark]"') from exc
 
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
 
     from .model.inference import Tagger
 
-__all__ = ["tag_dataframe", "tag_documents", "CLAUSE_SCHEMA"]
+__all__ = ["tag_dataframe", "tag_documents", "drift_report", "CLAUSE_SCHEMA"]
 
 #: The columns every output starts with, in ``tagger tag``'s field order.
 CLAUSE_SCHEMA = StructType(
@@ -97,12 +98,18 @@ def _bundle_files(folder: Path) -> tuple[str, ...]:
 
     from .model.sparse import SPARSE_FILE
 
+    from .model.drift import DRIFT_FILE
+
     try:
-        serving = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("serving") or {}
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        serving = manifest.get("serving") or {}
+        drift = manifest.get("drift") or {}
     except (OSError, ValueError, AttributeError):
         return _BUNDLE_FILES  # Tagger reports the broken manifest with its own message
-    # Only the known file name, never a path taken from the manifest.
-    return _BUNDLE_FILES + (SPARSE_FILE,) if isinstance(serving, dict) and serving else _BUNDLE_FILES
+    # Only the known file names, never a path taken from the manifest. The drift reference
+    # travels too: drift_report reads it on the driver and the executors.
+    files = _BUNDLE_FILES + ((SPARSE_FILE,) if isinstance(serving, dict) and serving else ())
+    return files + ((DRIFT_FILE,) if isinstance(drift, dict) and drift.get("file") == DRIFT_FILE and (folder / DRIFT_FILE).is_file() else ())
 
 # Per Python process (driver or executor worker): bundle digest -> loaded Tagger.
 _TAGGERS: dict[str, "Tagger"] = {}
@@ -183,6 +190,62 @@ def tag_documents(
     schema = StructType([*_SEGMENT_SCHEMA.fields, *(df.schema[c] for c in extras)])
     clauses = prepared.mapInPandas(functools.partial(_segment_batches, extras=tuple(extras)), schema)
     return tag_dataframe(clauses, bundle_dir, batch_size=batch_size, evidence=evidence, overrides_file=overrides_file)
+
+
+def drift_report(tagged: "DataFrame", bundle_dir: str | Path | None = None, top_terms: int = 25, documents: bool = True) -> dict:
+    """The drift profile of a tagged DataFrame against the bundle's reference (issue 22):
+    what ``tagger tag --drift-report`` writes for the same clauses (verdict, OOV rates, label
+    mix and divergence per head, unseen terms, per document).
+
+    An action (runs the job). ``tagged``: the output of :func:`tag_dataframe` or
+    :func:`tag_documents` with the same bundle, or that output saved and read back: the
+    executors tokenise ``text`` again and read the probabilities from ``scores`` (rounded to 6
+    decimals, as the records carry them); per-partition counts are merged on the driver. A
+    frame tagged by another model version is refused (``ValueError``): its scores would be
+    read against the wrong reference."""
+    import pickle
+
+    from .model.drift import DriftProfiler
+
+    missing = [c for c in ("id", "doc", "text", "scores", "model") if c not in tagged.columns]
+    if missing:
+        raise ValueError(f"drift_report needs the columns of tag_dataframe's output; missing: {', '.join(missing)}")
+    bundle, digest = _ship_bundle(tagged.sparkSession, bundle_dir)
+    tagger = _TAGGERS[digest]
+    versions = [r[0] for r in tagged.select(F.substring_index("model", "+", 1)).distinct().limit(3).collect()]
+    other = [v for v in versions if v != tagger.version]
+    if other:
+        raise ValueError(f"the frame was tagged by model {other[0]}, the bundle is {tagger.version}: profile with the bundle that tagged it")
+    fn = functools.partial(_drift_batches, bundle=bundle, digest=digest)
+    schema = StructType([StructField("acc", BinaryType(), False)])
+    profiler = DriftProfiler.for_tagger(tagger)
+    acc = profiler.new_accumulator()
+    for row in tagged.select("id", "doc", "text", "scores").mapInPandas(fn, schema).collect():
+        acc.merge(pickle.loads(row.acc))
+    return profiler.report(acc, top_terms=top_terms, documents=documents)
+
+
+def _drift_batches(batches: Iterator["pd.DataFrame"], bundle, digest: str) -> Iterator["pd.DataFrame"]:
+    import json
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    from .model.drift import DriftProfiler
+
+    tagger = _load_tagger(digest, bundle)
+    profiler = DriftProfiler.for_tagger(tagger)
+    acc = profiler.new_accumulator()
+    labels = {h: tagger.manifest.labels(h) for h in HEADS}
+    for pdf in batches:
+        if not len(pdf):
+            continue
+        scores = [json.loads(s) for s in pdf["scores"].tolist()]
+        probs = {h: np.array([[sc[h][lab] for lab in labels[h]] for sc in scores], dtype=np.float32) for h in HEADS}
+        docs = ["" if d is None else d for d in pdf["doc"].tolist()]
+        profiler.add(acc, pdf["id"].tolist(), docs, tagger.tokenizer.batch(pdf["text"].tolist()), probs)
+    yield pd.DataFrame({"acc": [pickle.dumps(acc)]})
 
 
 # --- driver side ---------------------------------------------------------------------

@@ -246,3 +246,29 @@ def test_evidence_column_equals_cli_evidence(spark, bundle, tmp_path):
     assert len(rows) == len(clauses) and any(json.loads(row.evidence) != {"topic": {}, "measure": {}, "industry": {}} for row in rows)
     for row in rows:
         assert row.evidence == dumps(cli[row.id]["evidence"]) and row.asDict(recursive=True)["provenance"] == cli[row.id]["provenance"]
+
+
+def test_drift_report_equals_cli_drift_report(spark, bundle, tmp_path):
+    """drift_report over a tagged frame gives `tagger tag --drift-report`'s figures for the
+    same clauses: counts exactly, the verdict, the unseen terms; a foreign text is flagged."""
+    from tagger.jsonio import dumps
+    from tagger.spark import drift_report, tag_dataframe
+
+    from .drift_bundle import FOREIGN
+
+    clauses = [{"id": c["id"], "doc": c["doc"], "text": c["text"]} for c in _labeled_clauses()[::40]]
+    clauses += [{"id": f"f{i}", "doc": "recipes", "text": t} for i, t in enumerate(FOREIGN)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(dumps(c) + "\n" for c in clauses), encoding="utf-8")
+    report = tmp_path / "drift.json"
+    r = run_cli("tag", str(src), "-o", str(tmp_path / "out.jsonl"), "--model", str(bundle), "-q", "--drift-report", str(report))
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(report.read_text(encoding="utf-8"))
+    df = spark.createDataFrame(clauses, "id string, doc string, text string").repartition(3)
+    got = drift_report(tag_dataframe(df, bundle_dir=bundle), bundle_dir=bundle)
+    for key in ("clauses", "words", "oov_rate", "score", "verdict"):
+        assert got[key] == cli[key], key
+    assert got["documents"]["recipes"]["verdict"] == cli["documents"]["recipes"]["verdict"] == "retrain"
+    assert {t["term"]: t["count"] for t in got["unseen_terms"]} == {t["term"]: t["count"] for t in cli["unseen_terms"]}
+    with pytest.raises(ValueError, match="missing: scores"):
+        drift_report(df, bundle_dir=bundle)
