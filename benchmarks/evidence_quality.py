@@ -59,6 +59,8 @@ def figures(records: list[dict]) -> dict:
         "with_evidence": round(sum(bool(r["evidence"][h][lab]) for r, h, lab in labels) / max(len(labels), 1), 4),
         "spans_per_label": round(len(spans) / max(len(labels), 1), 2),
         "spans": len(spans),
+        "top_span_chars": round(sum(len(r["evidence"][h][lab][0]["text"]) for r, h, lab in labels if r["evidence"][h][lab])
+                                / max(sum(bool(r["evidence"][h][lab]) for r, h, lab in labels), 1), 2),
         "trivial_spans": round(len(trivial) / max(len(spans), 1), 4),
         "trivial_examples": sorted(set(trivial))[:20],
     }
