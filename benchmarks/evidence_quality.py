@@ -15,18 +15,31 @@ a random order (A/B), and ``<out>.key.json`` (which letter is which method; not 
 before the verdicts). The reader fills ``<out>.verdicts.json``: ``{"1": {"A": true, "B":
 false}, ...}``, true when the span, shown alone, tells a reader why the clause has the
 label. ``--score`` then prints the share of labels whose top span justifies it, per method.
+
+``--baseline DIR`` compares the default method with another version of it instead of with
+occlusion: DIR holds that version's ``tagger`` package (a checkout, e.g. ``git worktree add
+/tmp/main main``, with its compiled ``_kernels`` if it has one); the same clauses, model and
+seed are tagged by that code in a subprocess (``EVIDENCE_CODE=DIR``, ``--dump``), its figures
+are printed as ``baseline``, and the read shows ``contributions`` (this code) against
+``baseline`` as A/B. ``--json FILE`` also writes the printed figures to FILE.
+
+    python benchmarks/evidence_quality.py --seed 23 --baseline /tmp/main --out benchmarks/evidence_read2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The code under test: this checkout's, or (the baseline's subprocess) another one's.
+# Clauses and model always come from this checkout.
+sys.path.insert(0, os.environ.get("EVIDENCE_CODE") or str(ROOT))
 
 from tagger.model.evidence import METHODS, is_trivial_span  # noqa: E402
 from tagger.model.inference import Tagger  # noqa: E402
@@ -46,6 +59,8 @@ def figures(records: list[dict]) -> dict:
         "with_evidence": round(sum(bool(r["evidence"][h][lab]) for r, h, lab in labels) / max(len(labels), 1), 4),
         "spans_per_label": round(len(spans) / max(len(labels), 1), 2),
         "spans": len(spans),
+        "top_span_chars": round(sum(len(r["evidence"][h][lab][0]["text"]) for r, h, lab in labels if r["evidence"][h][lab])
+                                / max(sum(bool(r["evidence"][h][lab]) for r, h, lab in labels), 1), 2),
         "trivial_spans": round(len(trivial) / max(len(spans), 1), 4),
         "trivial_examples": sorted(set(trivial))[:20],
     }
@@ -58,6 +73,9 @@ def main() -> None:
     ap.add_argument("--read", type=int, default=50)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "evidence_read"))
     ap.add_argument("--score", metavar="OUT", help="score the verdicts of a finished read and exit")
+    ap.add_argument("--baseline", metavar="DIR", help="read: the default method against the one of the code in DIR")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    ap.add_argument("--dump", metavar="FILE", help=argparse.SUPPRESS)  # the baseline's subprocess: records out, nothing else
     args = ap.parse_args()
     if args.score:
         return score(Path(args.score))
@@ -66,9 +84,27 @@ def main() -> None:
     rng = random.Random(args.seed)
     sample = [{"id": r["id"], "text": r["text"]} for r in rng.sample(rows, args.clauses)]
     tagger = Tagger(ROOT / "models" / "policy-tagger")
+    if args.dump:
+        recs = tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES, evidence_method=METHODS[0])
+        Path(args.dump).write_text(json.dumps(recs, ensure_ascii=False), encoding="utf-8")
+        return
     by_method = {m: tag_clauses(tagger, sample, evidence=True, overrides=NO_OVERRIDES, evidence_method=m) for m in METHODS}
+    shown = list(METHODS)  # the two methods the read compares
+    if args.baseline:
+        dump = Path(args.out).with_suffix(".baseline.tmp.json")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--seed", str(args.seed), "--clauses", str(args.clauses), "--dump", str(dump)]
+        subprocess.run(cmd, check=True, env={**os.environ, "EVIDENCE_CODE": str(Path(args.baseline).resolve())})
+        by_method["baseline"] = json.loads(dump.read_text(encoding="utf-8"))
+        dump.unlink()
+        if [r["id"] for r in by_method["baseline"]] != [r["id"] for r in by_method[METHODS[0]]]:
+            raise SystemExit("the baseline tagged other clauses")
+        shown = [METHODS[0], "baseline"]
     report = {"clauses": len(sample), "seed": args.seed, "model": tagger.version, "methods": {m: figures(recs) for m, recs in by_method.items()}}
+    if args.baseline:
+        report["baseline"] = str(args.baseline)
     print(json.dumps(report, ensure_ascii=False, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     # The read: labels both methods saw (the same model, so the same labels), half confident.
     base = by_method[METHODS[0]]
@@ -84,7 +120,7 @@ def main() -> None:
              "Verdicts go into the .verdicts.json file next to this one (see benchmarks/evidence_quality.py).", ""]
     key = {}
     for n, (i, h, lab) in enumerate(picked, 1):
-        order = list(METHODS)
+        order = list(shown)
         rng.shuffle(order)
         key[str(n)] = dict(zip("AB", order))
         rec = base[i]
@@ -105,11 +141,12 @@ def score(out: Path) -> None:
     missing = sorted(set(key) - set(verdicts), key=int)
     if missing:
         raise SystemExit(f"no verdict for labels {', '.join(missing)}")
-    good = {m: 0 for m in METHODS}
+    methods = sorted({m for letters in key.values() for m in letters.values()})
+    good = {m: 0 for m in methods}
     for n, letters in key.items():
         for letter, m in letters.items():
             good[m] += bool(verdicts[n][letter])
-    print(json.dumps({m: {"justified": good[m], "of": len(key), "share": round(good[m] / len(key), 3)} for m in METHODS}, indent=1))
+    print(json.dumps({m: {"justified": good[m], "of": len(key), "share": round(good[m] / len(key), 3)} for m in methods}, indent=1))
 
 
 if __name__ == "__main__":

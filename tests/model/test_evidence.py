@@ -396,3 +396,24 @@ def test_graph_serving_gets_the_same_evidence_and_a_bundle_without_tables_gets_o
     assert where(got) == where(occ) and any(sp for r in got for h in HEADS for sp in r["evidence"][h].values())
     with pytest.raises(ValueError, match="unknown evidence method 'saliency'"):
         tag_clauses(tagger, clauses, evidence=True, evidence_method="saliency")
+
+
+def test_spans_are_phrases_of_the_tokens_that_carry_the_label():
+    """Span building on given per-token contributions (no model): a seed grows into the
+    neighbours with >= 40% of its share, through 的/和 only towards such a word, never ends on
+    a function word or punctuation; phrases are ranked by summed contribution."""
+    from tagger.model.evidence import _clause_spans
+
+    def spans(tokens, scores):
+        text = "".join(tokens)
+        [got] = _clause_spans(text, " ".join(tokens), np.array([scores], dtype=float), MAX_SPANS)
+        return [(s["text"], s["weight"]) for s in got]
+
+    # 绿色 (48% of 发行) joins; 债券 (negative) does not; 的 bridges nothing here.
+    assert spans(["对", "发行", "绿色", "债券", "的", "企业"], [0.4, 1.4, 0.7, -0.1, 0.4, 1.6]) == [("发行绿色", 2.1), ("企业", 1.6)]
+    # 和 bridges two words that carry the label; a phrase does not start on 对 nor cross "，".
+    assert spans(["对", "增值税", "和", "企业所得税", "，", "给予", "奖励"], [0.5, 1.0, 0.1, 2.0, 0.3, 0.9, 0.2])[0] == ("增值税和企业所得税", 3.1)
+    # Summed contribution ranks: a phrase of two good tokens beats one slightly better token.
+    assert [t for t, _ in spans(["公共", "服务", "平台", "、", "算力"], [0.8, 0.5, 1.0, 0.0, 1.5])] == ["公共服务平台", "算力"]
+    # A weak neighbour (< 40% of the seed) stays out.
+    assert spans(["运行", "补助"], [0.1, 1.0]) == [("补助", 1.0)]
