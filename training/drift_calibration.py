@@ -447,7 +447,10 @@ def markdown(res: dict) -> str:
         if cand:
             lines += [
                 "The same candidates on the reported comparison (a against b; measured once, after the choice, not "
-                "used for it): " + "; ".join(row(k, v) for k, v in cand.items()) + ".",
+                "used for it): " + "; ".join(row(k, v) for k, v in cand.items()) + "."
+                + ("".join(f" `{k}` was not measured on the selection split, so this figure is post hoc and chose nothing"
+                           + (" (its ranks are taken in the pool of the compared documents, not a score a single document has)"
+                              if k.startswith("rank_average") else "") + "." for k in cand if k not in sel["auc"])),
                 "",
             ]
     if acc:
