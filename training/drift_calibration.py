@@ -418,7 +418,7 @@ def markdown(res: dict) -> str:
         f"{BATCH_DOCS} documents {a['score_batches_of_10']}). The other statistics "
         f"measured for the same job (AUC): plain OOV rate {a['oov_rate']}, share of words training never saw "
         f"{a['new_word_rate']}"
-        + (f", mean confidence {a['mean_confidence']} (below 0.5: drift lowers it), share of clauses with no label "
+        + (f", mean confidence {a['mean_confidence']} ({'the 2023+ documents get the higher confidence: drift does not show in it' if a['mean_confidence'] > 0.5 else 'below 0.5: drift lowers it'}), share of clauses with no label "
            f"{a['no_label_share']}, Jensen-Shannon of the label mix " + ", ".join(f"{h} {a['js_mix_' + h]}" for h in HEADS)
            + "; of the confidence histogram " + ", ".join(f"{h} {a['js_conf_' + h]}" for h in HEADS) if acc else "")
         + ". New vocabulary comes as long compounds; the short words without a column are mostly ones every "
