@@ -559,13 +559,29 @@ class DriftAccumulator(DocStats):
             self.none[h] += o.none[h]
             self.hist[h] += o.hist[h]
         for d, s in o.docs.items():
-            self.docs.setdefault(d, DocStats()).merge(s)
-        self.terms.update(o.terms)
+            mine = self.docs.get(d)
+            if mine is None:
+                mine = self.docs[d] = DocStats()
+            mine.merge(s)
+        # Terms: those new here are copied in bulk (dict operations in C: a batch from a
+        # worker is mostly rare words); only the terms both sides hold are merged one by one.
+        counts, theirs = self.terms, o.terms
+        both = theirs.keys() & counts.keys()
+        for t in both:
+            counts[t] += theirs[t]
+        new = theirs.keys() - both
+        dict.update(counts, zip(new, map(theirs.__getitem__, new)))
         self.term_doc_pairs |= o.term_doc_pairs
-        for t in o.term_examples:
-            ex = self.term_examples.setdefault(t, [])
-            ex.extend(x for x in o.term_examples[t] if x not in ex)
-            del ex[EXAMPLES_PER_TERM:]
+        examples, theirs = self.term_examples, o.term_examples
+        both = theirs.keys() & examples.keys()
+        for t in both:
+            ex = examples[t]
+            if len(ex) < EXAMPLES_PER_TERM:
+                ex.extend(x for x in theirs[t] if x not in ex)
+                del ex[EXAMPLES_PER_TERM:]
+        # (An accumulator's example lists hold no duplicates and at most EXAMPLES_PER_TERM ids.)
+        new = theirs.keys() - both
+        examples.update(zip(new, map(list, map(theirs.__getitem__, new))))
         return self
 
 
