@@ -452,18 +452,32 @@ class SparseModel:
             cols_all.append(c)
         r = np.concatenate(rows_all)
         c = np.concatenate(cols_all)
+        if self.compiled and hasattr(_kernels, "count"):  # (an extension built before count() existed: numpy)
+            # Term counts per (row, column), sorted: the same as np.unique below, in O(n).
+            n = len(r)
+            rr, cc, counts = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            k = _kernels.count(np.ascontiguousarray(r, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64), B, self.n_features,
+                               rr, cc, counts)
+            flags = self._flags(lex_rc, B)
+            occ = tuple(np.concatenate(x) for x in zip(*occ)) if where else None
+            return rr[:k], cc[:k], counts[:k], flags, occ
         # Term counts per (row, column): one sort of the batch's occurrences.
         keys, counts = np.unique(r * self.n_features + c, return_counts=True)
-        flags = None
-        if lex_rc is not None:
-            # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
-            # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
-            # doubled the CPU time of a tagging process (measured).
-            flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
-            occ_, lab = np.nonzero(self._lex_bool[lex_rc[1]])
-            flags[lex_rc[0][occ_], lab] = 1.0
+        flags = self._flags(lex_rc, B)
         occ = tuple(np.concatenate(x) for x in zip(*occ)) if where else None
         return keys // self.n_features, keys % self.n_features, counts, flags, occ
+
+    def _flags(self, lex_rc, B: int):
+        """The lexicon flags (B x labels) from the lexicon block's (row, column) entries, or None."""
+        if lex_rc is None:
+            return None
+        # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
+        # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
+        # doubled the CPU time of a tagging process (measured).
+        flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
+        occ_, lab = np.nonzero(self._lex_bool[lex_rc[1]])
+        flags[lex_rc[0][occ_], lab] = 1.0
+        return flags
 
     def _score(self, r, c, vals, B: int) -> dict[str, np.ndarray]:
         if self.compiled:
