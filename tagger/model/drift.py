@@ -262,6 +262,7 @@ class DriftProfiler:
         n = len(token_texts)
         if n == 0:
             return np.zeros(0)
+        docs = docs if isinstance(docs, list) else list(docs)  # (list.count below)
         codes, vals = self._token_codes(token_texts, words)
         # Per token: its code (serial << 4 | kind; -1 the separator between clauses).
         kinds = np.where(vals < 0, 0, vals & 15)
