@@ -7,7 +7,10 @@ included): ``--before`` is a checkout without the drift profile (e.g. ``git work
 other tree is this one. The bundle is this tree's ``models/policy-tagger`` for both, with
 a drift reference added to a temporary copy for the "after" runs.
 
-    python benchmarks/bench_drift.py --before /tmp/base [--runs 3] [--workers 1]
+    python benchmarks/bench_drift.py --before /tmp/base [--runs 3] [--workers 1] [--also NAME=TREE ...]
+
+``--also``: more source trees run in the same alternation (e.g. the previous drift code),
+each compared with ``--before``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=TREE", help="another tree to measure in the same runs")
     args = ap.parse_args()
     texts = corpus_texts()
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +63,12 @@ def main() -> None:
         shutil.copytree(ROOT / "models" / "policy-tagger", bundle)
         subprocess.run([sys.executable, "-m", "training.cli", "profile", "--bundle", str(bundle)], check=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
-        trees = {"before": Path(args.before).resolve(), "after": ROOT}
-        cpu: dict[str, list[float]] = {"before": [], "after": []}
+        trees = {"before": Path(args.before).resolve()}
+        for spec in args.also:
+            name, _, tree = spec.partition("=")
+            trees[name] = Path(tree).resolve()
+        trees["after"] = ROOT
+        cpu: dict[str, list[float]] = {name: [] for name in trees}
         for r in range(args.runs):
             for name, tree in trees.items():
                 out = tmp / f"out-{name}-{r}.jsonl"
@@ -68,9 +76,13 @@ def main() -> None:
                           "--workers", str(args.workers)], tree)
                 cpu[name].append(c)
                 print(f"run {r} {name:<6} {c:6.2f} CPU-s ({c / n * 1e3:.3f} CPU-ms/clause)", flush=True)
-        b, a = statistics.median(cpu["before"]), statistics.median(cpu["after"])
-        print(f"{n} clauses, {args.workers} worker(s), median of {args.runs}: before {b:.2f} CPU-s, after {a:.2f} CPU-s: "
-              f"{(a / b - 1) * 100:+.1f}% CPU for the drift profile")
+        b = statistics.median(cpu["before"])
+        for name in trees:
+            if name == "before":
+                continue
+            a = statistics.median(cpu[name])
+            print(f"{n} clauses, {args.workers} worker(s), median of {args.runs}: before {b:.2f} CPU-s, {name} {a:.2f} CPU-s: "
+                  f"{(a / b - 1) * 100:+.1f}% CPU for the drift profile")
 
 
 if __name__ == "__main__":

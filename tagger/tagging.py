@@ -79,11 +79,19 @@ def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, ove
     ov = resolve_overrides(tagger, overrides)
     version = ov.version(tagger.version)
     texts = [c["text"] for c in clauses]
-    # Tokenised once: evidence and the drift profile read the token strings the scores came from.
-    token_texts, probs, preds = tagger.predict_detailed(texts)
+    # Tokenised once: evidence and the drift profile read the token strings the scores came from,
+    # and (sparse path) the word ids and features the scoring pass computed (``keep``).
+    keep: dict = {}
+    if evidence:
+        from .model.evidence import DEFAULT_METHOD
+
+        if (evidence_method or DEFAULT_METHOD) == "contributions":
+            keep["entries"] = None  # ask for the features with their occurrences
+    token_texts, probs, preds = tagger.predict_detailed(texts, keep)
     if drift is not None:
         profiler, acc = drift
-        profiler.add(acc, [c["id"] for c in clauses], [c.get("doc", "") for c in clauses], token_texts, probs)
+        profiler.add(acc, [c["id"] for c in clauses], [c.get("doc", "") for c in clauses], token_texts, probs,
+                     words=keep.get("words"))
     order = {h: tagger.manifest.labels(h) for h in HEADS}
     applied = [ov.apply(t, p.labels, order) for t, p in zip(texts, preds)]
     evid: list = [None] * len(clauses)
@@ -92,7 +100,7 @@ def tag_clauses(tagger: Tagger, clauses: list[dict], evidence: bool = False, ove
 
         # Evidence for the tag heads; kind (one per clause, a sentence type) has none.
         model_labels = [{h: [lab for lab in labels[h] if prov[h][lab] == "model"] for h in MULTI_HEADS} for labels, prov, _ in applied]
-        evid = explain(tagger, texts, model_labels, method=evidence_method, token_texts=token_texts)
+        evid = explain(tagger, texts, model_labels, method=evidence_method, token_texts=token_texts, entries=keep.get("entries"))
         for i, (text, ev, (labels, _, added)) in enumerate(zip(texts, evid, applied)):
             for (h, lab), spans in added.items():
                 ev[h][lab] = [{"start": s, "end": e, "text": text[s:e], "weight": 1.0} for s, e in spans]

@@ -554,10 +554,112 @@ fail:
     return NULL;
 }
 
+/* count(r, c, B, n_features, rows_out, cols_out, counts_out) -> k
+ *
+ * What np.unique(r * n_features + c, return_counts=True) gives SparseModel._extract, in
+ * O(n): the distinct (row, column) pairs of the entries (r, c: int64, n; rows in [0, B) in
+ * any order, columns in [0, n_features)), sorted by row then column, and how often each
+ * occurs. Entries are bucketed by row (a counting sort), then each row's columns are
+ * counted in a scratch array and read back in column order from a bitmap of the columns
+ * seen. rows_out, cols_out, counts_out (int64) need room for n.
+ */
+static PyObject *count(PyObject *self, PyObject *args) {
+    PyObject *o[5];
+    long long B_ll, nf_ll;
+    if (!PyArg_ParseTuple(args, "OOLLOOO", &o[0], &o[1], &B_ll, &nf_ll, &o[2], &o[3], &o[4]))
+        return NULL;
+    static const char *names[5] = {"r", "c", "rows_out", "cols_out", "counts_out"};
+    Py_buffer bv[5];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 5; got++) {
+        if (get(o[got], &bv[got], names[got], 8, got >= 2) < 0)
+            goto done;
+    }
+    {
+        const int64_t *r = bv[0].buf, *c = bv[1].buf;
+        int64_t *rows_out = bv[2].buf, *cols_out = bv[3].buf, *counts_out = bv[4].buf;
+        const Py_ssize_t n = bv[0].len / 8, B = (Py_ssize_t)B_ll, nf = (Py_ssize_t)nf_ll;
+        if (bv[1].len / 8 != n || bv[2].len / 8 < n || bv[3].len / 8 < n || bv[4].len / 8 < n || B < 0 || nf < 0) {
+            PyErr_SetString(PyExc_ValueError, "count: array shapes do not agree");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (r[i] < 0 || r[i] >= B || c[i] < 0 || c[i] >= nf) {
+                PyErr_SetString(PyExc_ValueError, "count: row or column out of range");
+                goto done;
+            }
+        }
+        const Py_ssize_t words = (nf + 63) / 64;
+        Py_ssize_t *start = PyMem_Calloc(B + 1, sizeof(Py_ssize_t));
+        int64_t *by_row = PyMem_Malloc((n ? n : 1) * sizeof(int64_t));
+        uint32_t *cnt = PyMem_Calloc(nf ? nf : 1, sizeof(uint32_t));
+        uint64_t *bits = PyMem_Calloc(words ? words : 1, sizeof(uint64_t));
+        if (!start || !by_row || !cnt || !bits) {
+            PyMem_Free(start);
+            PyMem_Free(by_row);
+            PyMem_Free(cnt);
+            PyMem_Free(bits);
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_ssize_t k = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++)
+            start[r[i] + 1]++;
+        for (Py_ssize_t b = 0; b < B; b++)
+            start[b + 1] += start[b];
+        for (Py_ssize_t i = 0; i < n; i++)
+            by_row[start[r[i]]++] = c[i]; /* start[b] ends as row b's end */
+        Py_ssize_t a = 0;
+        for (Py_ssize_t b = 0; b < B; b++) {
+            const Py_ssize_t e = start[b];
+            if (e == a)
+                continue;
+            Py_ssize_t lo = words, hi = -1;
+            for (Py_ssize_t i = a; i < e; i++) {
+                const int64_t col = by_row[i];
+                const Py_ssize_t w = col >> 6;
+                cnt[col]++;
+                bits[w] |= 1ULL << (col & 63);
+                if (w < lo)
+                    lo = w;
+                if (w > hi)
+                    hi = w;
+            }
+            for (Py_ssize_t w = lo; w <= hi; w++) {
+                uint64_t m = bits[w];
+                while (m) {
+                    const int64_t col = (int64_t)w * 64 + __builtin_ctzll(m);
+                    rows_out[k] = b;
+                    cols_out[k] = col;
+                    counts_out[k] = cnt[col];
+                    cnt[col] = 0;
+                    k++;
+                    m &= m - 1;
+                }
+                bits[w] = 0;
+            }
+            a = e;
+        }
+        Py_END_ALLOW_THREADS
+        PyMem_Free(start);
+        PyMem_Free(by_row);
+        PyMem_Free(cnt);
+        PyMem_Free(bits);
+        result = PyLong_FromSsize_t(k);
+    }
+done:
+    for (int j = 0; j < got; j++)
+        PyBuffer_Release(&bv[j]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"score", score, METH_VARARGS, "Linear logits and tree scores of a batch of sparse rows (see tagger/model/sparse.py)."},
     {"ngrams", ngrams, METH_VARARGS, "(row, column) of every in-vocabulary n-gram of a batch of unigram ids (see tagger/model/sparse.py)."},
     {"contrib", contrib, METH_VARARGS, "Per-feature contributions to wanted labels' logits, for evidence (see tagger/model/sparse.py)."},
+    {"count", count, METH_VARARGS, "Distinct (row, column) pairs of sparse entries with their counts, sorted (see tagger/model/sparse.py)."},
     {"tokens", tokens, METH_VARARGS, "Evidence: feature contributions shared out to the tokens under their occurrences (see tagger/model/sparse.py)."},
     {NULL, NULL, 0, NULL},
 };

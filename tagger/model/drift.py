@@ -40,11 +40,14 @@ A bundle without the reference file still gets OOV rates and confidence; its ver
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
+import operator
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Sequence
 
@@ -78,18 +81,27 @@ _WORD, _OOV, _NEW, _LONG = 1, 2, 4, 8  # token kind flags (DriftProfiler._classi
 _SEP = "\x01"  # joins a batch's clauses: a token no tokeniser output holds (tagger.model.sparse)
 
 
-class _Kinds(dict):
-    """token -> kind (DriftProfiler._classify), filled on first sight, bounded."""
+class _Codes(dict):
+    """token -> its code, filled on first sight: ``serial << 4 | kind`` (kind:
+    DriftProfiler._classify; ``strings[serial]`` is the token), -1 for the batch separator.
+    ``preset``: tokens numbered first, in order (the word block's unigrams)."""
 
-    def __init__(self, classify):
+    def __init__(self, classify, preset=()):
         super().__init__()
         self._classify = classify
+        self._serial = itertools.count()
+        self.strings: dict[int, str] = {}
+        self[_SEP] = -1
+        for tok in preset:
+            self[tok]  # noqa: B018 - numbered by __missing__
 
     def __missing__(self, tok):
-        if len(self) > 200_000:
-            self.clear()
-        k = self[tok] = self._classify(tok)
-        return k
+        serial = next(self._serial)  # atomic: a concurrent caller gets another number
+        self.strings[serial] = tok
+        code = self[tok] = (serial << 4) | self._classify(tok)
+        return code
+
+
 _WORDY = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z]")
 
 
@@ -165,10 +177,26 @@ class DriftProfiler:
         self.why = why
         self.thresholds = thresholds_of(reference)
         self._edges = np.asarray(MARGIN_BINS)
-        # token -> 0 not a word, 1 a known word, 2 an unseen word: a dict hit per token
-        # instead of two regex searches (the profile must stay within 5% of tagging).
+        # token -> code (kind and number, _Codes): a dict hit per token instead of two regex
+        # searches (the profile must stay within 5% of tagging).
         self._train = (reference or {}).get("train_counts") or {}
-        self._kinds = _Kinds(self._classify)
+        self._block = None  # the sparse word block whose unigram ids `add` may be given
+        self._id_codes = None
+        self._codes = _Codes(self._classify)
+
+    def use_block(self, block) -> None:
+        """Read tokens by the unigram ids of ``block`` (the serving sparse path's word block,
+        whose unigrams with a column are this profiler's vocabulary): ``add(words=...)``
+        then looks up only the tokens the block does not know."""
+        unis = [None] * block.V
+        for tok, i in block.ids.items():
+            if 0 <= i < block.V:
+                unis[i] = tok
+        if any(u is None for u in unis):
+            return
+        self._codes = _Codes(self._classify, unis)
+        self._id_codes = np.fromiter(map(self._codes.__getitem__, unis), dtype=np.int64, count=len(unis))
+        self._block = block
 
     @classmethod
     def for_tagger(cls, tagger) -> "DriftProfiler":
@@ -195,8 +223,13 @@ class DriftProfiler:
         if sparse is not None:
             vocab = word_vocabulary(sparse)
         ref, why = load_reference(tagger.folder, tagger.manifest.raw)
-        return cls(vocab, {h: tagger.manifest.labels(h) for h in HEADS},
+        prof = cls(vocab, {h: tagger.manifest.labels(h) for h in HEADS},
                    {h: tagger.manifest.thresholds(h) for h in HEADS}, ref, why)
+        # The serving path's word ids stand for the vocabulary test when its word block is
+        # the whole vocabulary (one word block: word_vocabulary reads that block alone).
+        if tagger.sparse is not None and sparse is tagger.sparse and sum(b.analyzer == "word" for b in sparse.blocks) == 1:
+            prof.use_block(sparse.word_block)
+        return prof
 
     def _classify(self, tok: str) -> int:
         """-1 the batch separator, 0 not a word, else _WORD plus the flags _OOV (no column),
@@ -218,27 +251,30 @@ class DriftProfiler:
     def new_accumulator(self) -> "DriftAccumulator":
         return DriftAccumulator(widths={h: len(self.labels[h]) for h in HEADS})
 
+    _MAX_CODES = 200_000  # distinct tokens remembered (then forgotten, all but the preset)
+
     def add(self, acc: "DriftAccumulator", ids: Sequence[str], docs: Sequence[str], token_texts: Sequence[str],
-            probs: dict[str, np.ndarray]) -> np.ndarray:
+            probs: dict[str, np.ndarray], words: list | None = None) -> np.ndarray:
         """Add a batch (space-joined tokens, the gated probabilities per head) to ``acc``;
-        returns each clause's OOV share (NaN for a clause without words)."""
+        returns each clause's OOV share (NaN for a clause without words). ``words``: what the
+        sparse path kept while scoring these token strings (``keep["words"]`` of
+        :meth:`SparseModel.probabilities`): the tokens are then not split and looked up again."""
         n = len(token_texts)
         if n == 0:
             return np.zeros(0)
-        # The whole batch in one pass, as the sparse path reads it: tokens of all clauses
-        # joined with a separator token, kinds by a C-level map over a dict, counts by bincount.
-        texts = [t.replace(_SEP, "\x02") if _SEP in t else t for t in token_texts]
-        toks = (" " + _SEP + " ").join(texts).split(" ")
-        kinds = np.fromiter(map(self._kinds.__getitem__, toks), dtype=np.int8, count=len(toks))
-        rows = np.cumsum(kinds == -1)
-        n_words = np.bincount(rows[kinds > 0], minlength=n)
-        oov_at = np.flatnonzero((kinds > 0) & (kinds & _OOV > 0))
+        docs = docs if isinstance(docs, list) else list(docs)  # (list.count below)
+        codes, vals = self._token_codes(token_texts, words)
+        # Per token: its code (serial << 4 | kind; -1 the separator between clauses).
+        kinds = np.where(vals < 0, 0, vals & 15)
+        rows = np.cumsum(vals == -1)
+        is_word = kinds > 0
+        n_words = np.bincount(rows[is_word], minlength=n)
+        oov_at = np.flatnonzero(kinds & _OOV)
         n_oov = np.bincount(rows[oov_at], minlength=n)
-        n_new = np.bincount(rows[(kinds > 0) & (kinds & _NEW > 0)], minlength=n)
-        n_long = np.bincount(rows[(kinds > 0) & (kinds & _LONG > 0)], minlength=n)
+        n_new = np.bincount(rows[np.flatnonzero(kinds & _NEW)], minlength=n)
+        n_long = np.bincount(rows[np.flatnonzero(kinds & _LONG)], minlength=n)
         if len(oov_at):
-            r = rows[oov_at].tolist()
-            acc.note_terms([toks[i] for i in oov_at.tolist()], [ids[i] for i in r], [docs[i] for i in r])
+            self._note_terms(acc, codes, vals[oov_at] >> 4, rows[oov_at], ids, docs)
         margins = np.zeros((n, len(HEADS)))
         decided = {}
         for j, h in enumerate(HEADS):
@@ -263,6 +299,55 @@ class DriftProfiler:
         acc.add_rows(docs, n_words, n_oov, n_new, n_long, conf, no_label, decided, bins)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n_words > 0, n_oov / np.maximum(n_words, 1), np.nan)
+
+    def _token_codes(self, token_texts: Sequence[str], words: list | None) -> tuple[_Codes, np.ndarray]:
+        """(the code table, the code of every token of the batch, clauses joined by the separator)."""
+        codes = self._codes
+        if len(codes) > self._MAX_CODES:
+            # Forget all but the preset (numbered first, in the same order: _id_codes stay valid).
+            preset = [codes.strings[i] for i in range(len(self._id_codes))] if self._id_codes is not None else ()
+            codes = self._codes = _Codes(self._classify, preset)
+        if words and self._block is not None and all(w[0] is self._block for w in words):
+            # The ids the sparse path looked up: a code per known id from a table; only the
+            # tokens the block does not know (-1) are looked up by string.
+            parts = []
+            for _, toks, uid in words:
+                v = self._id_codes.take(uid, mode="wrap")
+                v[uid == -2] = -1
+                unk = np.flatnonzero(uid == -1)
+                if len(unk):
+                    got = operator.itemgetter(*unk.tolist())(toks)
+                    v[unk] = np.fromiter(map(codes.__getitem__, got if len(unk) > 1 else (got,)), dtype=np.int64, count=len(unk))
+                parts.append(v)
+                parts.append(np.full(1, -1, dtype=np.int64))  # the separator between chunks
+            return codes, np.concatenate(parts[:-1])
+        # The whole batch in one pass, as the sparse path reads it: tokens of all clauses
+        # joined with a separator token, codes by a C-level map over a dict.
+        texts = [t.replace(_SEP, "\x02") if _SEP in t else t for t in token_texts]
+        toks = (" " + _SEP + " ").join(texts).split(" ")
+        return codes, np.fromiter(map(codes.__getitem__, toks), dtype=np.int64, count=len(toks))
+
+    @staticmethod
+    def _note_terms(acc: "DriftAccumulator", codes: _Codes, serials: np.ndarray, rows: np.ndarray,
+                    ids: Sequence[str], docs: Sequence[str]) -> None:
+        """The batch's unseen-word occurrences (token serial, clause row) counted per term in
+        numpy; the accumulator gets each term once."""
+        uniq, inv, counts = np.unique(serials, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        by_term = np.argsort(inv, kind="stable")  # occurrences grouped by term, in batch order
+        end = np.cumsum(counts)
+        first, last = by_term[end - counts], by_term[end - 1]
+        strings = codes.strings
+        terms = list(map(strings.__getitem__, uniq.tolist()))
+        if docs.count(docs[0]) == len(docs):  # one document (ingest; a batch without doc ids)
+            pairs = zip(terms, itertools.repeat(docs[0]))
+        else:
+            dlist = list(dict.fromkeys(docs))
+            nd = len(dlist)
+            d_of_row = np.fromiter(map({d: k for k, d in enumerate(dlist)}.__getitem__, docs), dtype=np.int64, count=len(docs))
+            pk = np.unique(inv * nd + d_of_row[rows])
+            pairs = zip(map(terms.__getitem__, (pk // nd).tolist()), map(dlist.__getitem__, (pk % nd).tolist()))
+        acc.note_terms(terms, counts.tolist(), [ids[i] for i in rows[first].tolist()], [ids[i] for i in rows[last].tolist()], pairs)
 
     # -- reports -------------------------------------------------------------------------
     def _rate(self, n_words: int, n_oov: int) -> float | None:
@@ -408,22 +493,22 @@ class DriftAccumulator(DocStats):
             self.none.setdefault(h, 0)
             self.hist.setdefault(h, np.zeros(len(MARGIN_BINS) - 1, dtype=np.int64))
 
-    def note_terms(self, terms: list[str], cids: list[str], docs: list[str]) -> None:
-        """Occurrences of unseen words (parallel lists)."""
-        self.terms.update(terms)
-        self.term_doc_pairs.update(zip(terms, docs))
-        # Examples: a term's first and last clause in this batch (dicts built in C; a loop
-        # over every occurrence cost more than the rest of the profile).
-        first = dict(zip(reversed(terms), reversed(cids)))
-        last = dict(zip(terms, cids))
-        examples = self.term_examples
-        for term, cid in first.items():
-            ex = examples.get(term)
+    def note_terms(self, terms: list[str], counts: list[int], first: list[str], last: list[str], pairs) -> None:
+        """Unseen words of a batch, each term once: its occurrences, the ids of its first and
+        last clause in the batch, and the batch's (term, document) pairs."""
+        self.term_doc_pairs.update(pairs)
+        # Examples: a term's first and last clause in this batch. (Most unseen words are
+        # rare: the first branch, a new term, is the common one.)
+        tc, examples = self.terms, self.term_examples
+        count_of, examples_of = tc.get, examples.get
+        for term, k, cid, other in zip(terms, counts, first, last):
+            tc[term] = count_of(term, 0) + k
+            ex = examples_of(term)
             if ex is None:
-                ex = examples[term] = [cid]
-            elif len(ex) < EXAMPLES_PER_TERM and cid not in ex:
+                examples[term] = [cid] if other == cid else [cid, other]
+                continue
+            if len(ex) < EXAMPLES_PER_TERM and cid not in ex:
                 ex.append(cid)
-            other = last[term]
             if other != cid and len(ex) < EXAMPLES_PER_TERM and other not in ex:
                 ex.append(other)
 
@@ -446,18 +531,27 @@ class DriftAccumulator(DocStats):
             if h in MULTI_HEADS:
                 self.none[h] += int((~m.any(axis=1)).sum())
             self.hist[h] += np.bincount(bins[:, j], minlength=len(MARGIN_BINS) - 1)
-        w, o, u, lg, c, nl = n_words.tolist(), n_oov.tolist(), n_new.tolist(), n_long.tolist(), conf.tolist(), no_label.tolist()
-        for i, d in enumerate(docs):
+        # Per document, a run of consecutive rows at a time (a batch holds one document or a
+        # few in order): counts summed per run, confidences added one by one in row order
+        # (the same float sums as row by row).
+        if docs.count(docs[0]) == n:
+            starts = [0]
+        else:
+            starts = [0] + [i for i in range(1, n) if docs[i] != docs[i - 1]]
+        sums = np.add.reduceat(np.stack([n_words, n_oov, n_new, n_long, no_label.astype(np.int64)]), starts, axis=1).T.tolist()
+        c = conf.tolist()
+        for a, b, (w, o, u, lg, nl) in zip(starts, starts[1:] + [n], sums):
+            d = docs[a]
             s = self.docs.get(d)
             if s is None:
                 s = self.docs[d] = DocStats()
-            s.n += 1
-            s.words += w[i]
-            s.oov += o[i]
-            s.new += u[i]
-            s.long += lg[i]
-            s.conf_sum += c[i]
-            s.no_label += nl[i]
+            s.n += b - a
+            s.words += w
+            s.oov += o
+            s.new += u
+            s.long += lg
+            s.conf_sum = reduce(operator.add, c[a:b], s.conf_sum)
+            s.no_label += nl
 
     def merge(self, o: "DriftAccumulator") -> "DriftAccumulator":
         super().merge(o)
@@ -466,13 +560,29 @@ class DriftAccumulator(DocStats):
             self.none[h] += o.none[h]
             self.hist[h] += o.hist[h]
         for d, s in o.docs.items():
-            self.docs.setdefault(d, DocStats()).merge(s)
-        self.terms.update(o.terms)
+            mine = self.docs.get(d)
+            if mine is None:
+                mine = self.docs[d] = DocStats()
+            mine.merge(s)
+        # Terms: those new here are copied in bulk (dict operations in C: a batch from a
+        # worker is mostly rare words); only the terms both sides hold are merged one by one.
+        counts, theirs = self.terms, o.terms
+        both = theirs.keys() & counts.keys()
+        for t in both:
+            counts[t] += theirs[t]
+        new = theirs.keys() - both
+        dict.update(counts, zip(new, map(theirs.__getitem__, new)))
         self.term_doc_pairs |= o.term_doc_pairs
-        for t in o.term_examples:
-            ex = self.term_examples.setdefault(t, [])
-            ex.extend(x for x in o.term_examples[t] if x not in ex)
-            del ex[EXAMPLES_PER_TERM:]
+        examples, theirs = self.term_examples, o.term_examples
+        both = theirs.keys() & examples.keys()
+        for t in both:
+            ex = examples[t]
+            if len(ex) < EXAMPLES_PER_TERM:
+                ex.extend(x for x in theirs[t] if x not in ex)
+                del ex[EXAMPLES_PER_TERM:]
+        # (An accumulator's example lists hold no duplicates and at most EXAMPLES_PER_TERM ids.)
+        new = theirs.keys() - both
+        examples.update(zip(new, map(list, map(theirs.__getitem__, new))))
         return self
 
 

@@ -228,11 +228,13 @@ class _Scorer:
 
 
 def explain(tagger, texts: Sequence[str], wanted: Sequence[Mapping[str, Sequence[str]]], max_spans: int = MAX_SPANS,
-            method: str = None, token_texts: Sequence[str] | None = None) -> list[dict]:
+            method: str = None, token_texts: Sequence[str] | None = None, entries: list | None = None) -> list[dict]:
     """Evidence for ``wanted[i]`` (``{head: [label ids]}``, normally the labels the model
     assigned) of ``texts[i]``; one dict per text (format in the module docstring).
     ``method``: one of :data:`METHODS` (default :data:`DEFAULT_METHOD`); ``token_texts``:
-    the model's token strings of ``texts`` if the caller has them already (tagging does)."""
+    the model's token strings of ``texts`` if the caller has them already (tagging does);
+    ``entries``: the features the serving sparse path extracted from them while scoring
+    (``Tagger.predict_detailed(keep=...)``), reused by ``contributions``."""
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise ValueError(f"unknown evidence method {method!r} (one of {', '.join(METHODS)})")
@@ -241,7 +243,8 @@ def explain(tagger, texts: Sequence[str], wanted: Sequence[Mapping[str, Sequence
     if method == "contributions":
         sparse = _sparse_model(tagger)
         if sparse is not None:
-            return _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts)
+            return _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts,
+                                          entries if sparse is tagger.sparse and token_texts is not None else None)
         # A bundle without sparse tables (an old one, served from the graph): the
         # model-agnostic method is the only one that can read it.
     return _explain_occlusion(tagger, texts, wanted, max_spans)
@@ -360,15 +363,25 @@ def is_trivial_span(text: str) -> bool:
     return len(t) <= 1 or t in FUNCTION_WORDS
 
 
-def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts) -> list[dict]:
+def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts, entries=None) -> list[dict]:
     cols = {h: {lab: k for k, lab in enumerate(tagger.manifest.labels(h))} for h in HEADS}
     out: list[dict] = [{h: {lab: [] for lab in w.get(h, ())} for h in HEADS} for w in wanted]
     todo = [i for i, w in enumerate(wanted) if any(w.get(h) for h in HEADS)]
     if not todo:
         return out
-    strings = [token_texts[i] if token_texts is not None else tagger.tokenizer(texts[i]) for i in todo]
     asked = [[(h, lab) for h in HEADS for lab in wanted[i].get(h, ())] for i in todo]
-    found = sparse.explain(strings, [[(h, cols[h][lab]) for h, lab in a] for a in asked])
+    if entries is not None:
+        # The features scoring extracted, chunk by chunk over all the texts: every text goes
+        # in (those without a label ask for nothing), so that the chunks line up.
+        strings = [token_texts[i] for i in todo]
+        req = [[] for _ in texts]
+        for i, a in zip(todo, asked):
+            req[i] = [(h, cols[h][lab]) for h, lab in a]
+        every = sparse.explain(token_texts, req, entries=entries)
+        found = [every[i] for i in todo]
+    else:
+        strings = [token_texts[i] if token_texts is not None else tagger.tokenizer(texts[i]) for i in todo]
+        found = sparse.explain(strings, [[(h, cols[h][lab]) for h, lab in a] for a in asked])
     for i, string, labels, scores in zip(todo, strings, asked, found):
         if scores is None:
             continue

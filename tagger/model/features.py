@@ -59,6 +59,9 @@ _ENUM = re.compile(r"^(第[一二三四五六七八九十百零〇\d]+[条章节
                    r"[一二三四五六七八九十]+[、.．]|\d+[.、．](?!\d)|[①-⑳]|——|—|[-•·])\s*")
 
 
+_MARKER_CHARS = re.compile("[\ue000-\ue0ff]")
+
+
 def is_marker(token: str) -> bool:
     """A structure marker token (not text): one Private-Use-Area character."""
     return len(token) == 1 and "\ue000" <= token <= "\ue0ff"
@@ -157,8 +160,11 @@ class Tokenizer:
             toks = _merge_dashes(toks)
         if not self.structure:
             return [t for t in toks if t.strip()]
-        # A Private-Use-Area character in the text itself would pose as a marker: dropped.
-        return structure_markers([t for t in toks if t.strip() and not is_marker(t)], text)
+        # A Private-Use-Area character in the text itself would pose as a marker: dropped
+        # (looked for per token only in a text that has one).
+        if _MARKER_CHARS.search(text):
+            return structure_markers([t for t in toks if t.strip() and not is_marker(t)], text)
+        return structure_markers([t for t in toks if t.strip()], text)
 
     def _cut(self, sentence: str) -> list[str]:
         """jieba_next's ``Tokenizer.cut(sentence)`` (accurate mode, HMM) in one loop that

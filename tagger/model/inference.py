@@ -166,11 +166,13 @@ class Tagger:
     # matrix falls out of cache and throughput drops (measured 7.2k/s at 64, 5.6k/s at 1000).
     CHUNK = 64
 
-    def probabilities_tokens(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def probabilities_tokens(self, token_texts: Sequence[str], keep: dict | None = None) -> dict[str, np.ndarray]:
+        """Gated probabilities per head; ``keep``: see :meth:`SparseModel.probabilities`
+        (filled on the sparse path only)."""
         if not token_texts:
             return {h: np.zeros((0, len(self._labels[h])), dtype=np.float32) for h in HEADS}
         if self.sparse is not None:
-            out = self.sparse.probabilities(token_texts)
+            out = self.sparse.probabilities(token_texts, keep)
             for h in HEADS:
                 if out[h].shape != (len(token_texts), len(self._labels[h])):
                     raise InvalidBundle(str(self.folder), f"head '{h}': sparse path returned shape {out[h].shape}")
@@ -226,11 +228,13 @@ class Tagger:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_tokens(self.tokenizer.batch(texts))
 
-    def predict_detailed(self, texts: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray], list[Prediction]]:
+    def predict_detailed(self, texts: Sequence[str], keep: dict | None = None) -> tuple[list[str], dict[str, np.ndarray], list[Prediction]]:
         """(token strings, gated probabilities, predictions): what the drift profile reads,
-        from the same single pass as :meth:`predict`."""
+        from the same single pass as :meth:`predict`. ``keep``: a dict that receives what the
+        sparse pass computed for reuse (its word ids, and on request its features:
+        :meth:`SparseModel.probabilities`)."""
         tokens = self.tokenizer.batch(texts)
-        probs = self.probabilities_tokens(tokens)
+        probs = self.probabilities_tokens(tokens, keep)
         return tokens, probs, self._to_predictions(probs, len(tokens))
 
 

@@ -76,14 +76,16 @@ class _Block:
             self.ids = _Ids((u, i) for i, u in enumerate(unis))
             self.ids[_SEP] = -2
 
-    def unigram_ids(self, joined: str) -> np.ndarray:
-        """Ids of the batch's tokens (word) or characters (char); -1 unknown, -2 separator."""
+    def unigram_ids(self, joined: str, toks: list[str] | None = None) -> np.ndarray:
+        """Ids of the batch's tokens (word) or characters (char); -1 unknown, -2 separator.
+        ``toks``: a word block's tokens, ``joined.split(" ")``, if the caller has them."""
         if self.analyzer == "char":
             cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
             ids = self.table[cps]
             ids[cps == 1] = -2
             return ids
-        toks = joined.split(" ")
+        if toks is None:
+            toks = joined.split(" ")
         return np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
 
     def entries(self, ids: np.ndarray, rows: np.ndarray, compiled: bool = False, where: bool = False):
@@ -332,13 +334,34 @@ class SparseModel:
             self._lex_bool = self.lex_matrix > 0
         # The lexicon flags sit right after the kept TF-IDF columns.
         self.lex_block = self.blocks[self.lexicon["block"]] if self.lexicon else None
+        # The word block whose ids `probabilities(keep=...)` hands out (tagger.model.drift).
+        self.word_block = next((b for b in self.blocks if b.analyzer == "word"), None)
         self.flag_offset = self.lex_block.offset if self.lexicon else self.n_features
 
     # Small batches keep the per-batch arrays in cache (measured: 256 beats 64 and 2048).
     CHUNK = 256
 
-    def probabilities(self, token_texts: Sequence[str]) -> dict[str, np.ndarray]:
-        parts = [self._chunk(token_texts[i : i + self.CHUNK]) for i in range(0, len(token_texts), self.CHUNK)]
+    def probabilities(self, token_texts: Sequence[str], keep: dict | None = None) -> dict[str, np.ndarray]:
+        """Probabilities per head. ``keep``: a dict that receives, per chunk of :attr:`CHUNK`
+        clauses, what this pass computed and other passes over the same clauses reuse:
+        ``keep["words"]``, a list of (block, tokens, unigram ids) of the first word block (the
+        drift profile's vocabulary test, :meth:`word_ids`); and, if ``keep`` holds the key
+        ``"entries"`` when called, ``keep["entries"]``, a list of :meth:`_entries` results with
+        the occurrences (``where``), which :meth:`explain` takes instead of extracting again."""
+        if keep is None:
+            parts = [self._chunk(token_texts[i : i + self.CHUNK]) for i in range(0, len(token_texts), self.CHUNK)]
+        else:
+            where = "entries" in keep
+            words, entries = keep.setdefault("words", []), []
+            parts = []
+            for i in range(0, len(token_texts), self.CHUNK):
+                chunk = token_texts[i : i + self.CHUNK]
+                r, c, vals, occ = self._entries(chunk, where=where, words=words)
+                if where:
+                    entries.append((r, c, vals, occ))
+                parts.append(self._score(r, c, vals, len(chunk)))
+            if where:
+                keep["entries"] = entries
         if not parts:
             return {h: np.zeros((0, self._width(h)), np.float32) for h in self.heads}
         if len(parts) == 1:
@@ -352,11 +375,12 @@ class SparseModel:
         r, c, vals, _ = self._entries(texts)
         return self._score(r, c, vals, len(texts))
 
-    def _entries(self, texts: Sequence[str], where: bool = False):
+    def _entries(self, texts: Sequence[str], where: bool = False, words: list | None = None):
         """(row, column, value) of every non-zero feature, sorted by row then column (the
-        lexicon flags after the n-grams); with ``where`` also the occurrences (below)."""
+        lexicon flags after the n-grams); with ``where`` also the occurrences (below);
+        ``words``: a list the word block's (block, tokens, ids) is appended to."""
         B = len(texts)
-        r, c, counts, flags, occ = self._extract(texts, where)
+        r, c, counts, flags, occ = self._extract(texts, where, words)
         vals = counts.astype(np.float32)
         for blk in self.blocks:
             if blk is self.lex_block:
@@ -379,7 +403,7 @@ class SparseModel:
             vals = np.concatenate([vals, flags[fr, fj]])[order]
         return r, c, vals, occ
 
-    def _extract(self, texts: Sequence[str], where: bool = False):
+    def _extract(self, texts: Sequence[str], where: bool = False, words: list | None = None):
         """(row, column, count) of every n-gram, sorted by row then column, and the lexicon flags.
 
         With ``where``, also every occurrence behind them: (row, column, start, end), the
@@ -393,14 +417,18 @@ class SparseModel:
         joined = {"word": (" " + _SEP + " ").join(texts), "char": _SEP.join(texts)}
         rows_all, cols_all, lex_rc = [], [], None
         occ = []
+        # The word tokens, split once: the word blocks' ids, evidence's offsets, the drift profile.
+        toks = joined["word"].split(" ") if where or words is not None or any(b.analyzer == "word" for b in self.blocks) else None
         if where:
             lens = np.fromiter(map(len, texts), dtype=np.int64, count=B)
             char_start = np.cumsum(lens + 1) - (lens + 1)  # of each row in joined["char"]
             word_start = np.cumsum(lens + 3) - (lens + 3)  # in joined["word"]
-            tl = np.fromiter(map(len, joined["word"].split(" ")), dtype=np.int64)
+            tl = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
             tok_start = np.cumsum(tl + 1) - (tl + 1)
         for blk in self.blocks:
-            ids = blk.unigram_ids(joined[blk.analyzer])
+            ids = blk.unigram_ids(joined[blk.analyzer], toks)
+            if words is not None and blk is self.word_block:
+                words.append((blk, toks, ids))
             rows = None if self.compiled else np.cumsum(ids == -2)
             if where:
                 r, c, p, n = blk.entries(ids, rows, self.compiled, where=True)
@@ -424,18 +452,32 @@ class SparseModel:
             cols_all.append(c)
         r = np.concatenate(rows_all)
         c = np.concatenate(cols_all)
+        if self.compiled and hasattr(_kernels, "count"):  # (an extension built before count() existed: numpy)
+            # Term counts per (row, column), sorted: the same as np.unique below, in O(n).
+            n = len(r)
+            rr, cc, counts = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+            k = _kernels.count(np.ascontiguousarray(r, dtype=np.int64), np.ascontiguousarray(c, dtype=np.int64), B, self.n_features,
+                               rr, cc, counts)
+            flags = self._flags(lex_rc, B)
+            occ = tuple(np.concatenate(x) for x in zip(*occ)) if where else None
+            return rr[:k], cc[:k], counts[:k], flags, occ
         # Term counts per (row, column): one sort of the batch's occurrences.
         keys, counts = np.unique(r * self.n_features + c, return_counts=True)
-        flags = None
-        if lex_rc is not None:
-            # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
-            # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
-            # doubled the CPU time of a tagging process (measured).
-            flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
-            occ_, lab = np.nonzero(self._lex_bool[lex_rc[1]])
-            flags[lex_rc[0][occ_], lab] = 1.0
+        flags = self._flags(lex_rc, B)
         occ = tuple(np.concatenate(x) for x in zip(*occ)) if where else None
         return keys // self.n_features, keys % self.n_features, counts, flags, occ
+
+    def _flags(self, lex_rc, B: int):
+        """The lexicon flags (B x labels) from the lexicon block's (row, column) entries, or None."""
+        if lex_rc is None:
+            return None
+        # min(counts @ M, 1) for a 0/1 matrix M: a flag is set when any of its words
+        # occurs. Done by indexing, not a matrix product: BLAS threads spin-wait and
+        # doubled the CPU time of a tagging process (measured).
+        flags = np.zeros((B, self.lex_matrix.shape[1]), dtype=np.float32)
+        occ_, lab = np.nonzero(self._lex_bool[lex_rc[1]])
+        flags[lex_rc[0][occ_], lab] = 1.0
+        return flags
 
     def _score(self, r, c, vals, B: int) -> dict[str, np.ndarray]:
         if self.compiled:
@@ -482,7 +524,8 @@ class SparseModel:
                 slot = m["cols"][j]
         return lin, slot
 
-    def explain(self, token_texts: Sequence[str], wanted: Sequence[Sequence[tuple[str, int]]]) -> list[np.ndarray | None]:
+    def explain(self, token_texts: Sequence[str], wanted: Sequence[Sequence[tuple[str, int]]],
+                entries: list | None = None) -> list[np.ndarray | None]:
         """Per clause, how much each of its tokens added to the logit of each wanted label.
 
         ``wanted[i]``: (head, label index) pairs for ``token_texts[i]``. Returns per clause
@@ -500,18 +543,29 @@ class SparseModel:
         themselves, so that the result stays in logit units and does not vanish on a
         confident label (what occlusion's probability drops did); and a saturated member
         (p ~ 1, the head no longer moving with it) weighs less than one still deciding.
+
+        ``entries``: what :meth:`probabilities` kept (``keep["entries"]``) for these same
+        ``token_texts``: the chunks' features are then not extracted again; rows that want
+        nothing ride along in their chunk (each row's figures are its own: the same result).
         """
         out: list[dict | None] = [None] * len(token_texts)
         for i0 in range(0, len(token_texts), self.CHUNK):
-            rows = [i for i in range(i0, min(i0 + self.CHUNK, len(token_texts))) if wanted[i]]
-            if rows:
-                for i, res in zip(rows, self._explain_chunk([token_texts[i] for i in rows], [wanted[i] for i in rows])):
-                    out[i] = res
+            end = min(i0 + self.CHUNK, len(token_texts))
+            rows = [i for i in range(i0, end) if wanted[i]]
+            if not rows:
+                continue
+            if entries is not None:
+                found = self._explain_chunk(token_texts[i0:end], wanted[i0:end], entries[i0 // self.CHUNK])
+                for i in rows:
+                    out[i] = found[i - i0]
+                continue
+            for i, res in zip(rows, self._explain_chunk([token_texts[i] for i in rows], [wanted[i] for i in rows])):
+                out[i] = res
         return out
 
-    def _explain_chunk(self, texts, wanted) -> list[np.ndarray]:
+    def _explain_chunk(self, texts, wanted, entries=None) -> list[np.ndarray]:
         B = len(texts)
-        r, c, vals, (occ_r, occ_c, occ_s, occ_e) = self._entries(texts, where=True)
+        r, c, vals, (occ_r, occ_c, occ_s, occ_e) = entries if entries is not None else self._entries(texts, where=True)
         r = np.ascontiguousarray(r, dtype=np.int64)
         c = np.ascontiguousarray(c, dtype=np.int64)
         vals = np.ascontiguousarray(vals, dtype=np.float32)

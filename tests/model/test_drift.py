@@ -201,3 +201,26 @@ def test_review_new_terms_puts_clauses_with_unseen_terms_first(bundle, tmp_path,
     assert first and out[: len(first)] == first  # every clause with a top term before any without
     assert {o["id"] for o in first} <= {f"f{i}" for i in range(len(FOREIGN))} | {f"p{i}" for i in range(30)}
     assert first[0]["id"].startswith("f")
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_profile_from_the_sparse_word_ids_equals_the_token_pass(bundle, corpus_clauses, compiled):
+    """Tagging hands the profile the word ids its scoring pass looked up; the report (terms,
+    examples, documents) is the one the profile's own pass over the token strings gives."""
+    t = Tagger(bundle, self_test=False)
+    t.sparse.compiled = compiled and t.sparse.compiled
+    prof = DriftProfiler.for_tagger(t)
+    assert prof._block is t.sparse.word_block
+    texts = [c["text"] if isinstance(c, dict) else c.text for _, c in corpus_clauses][:700] + FOREIGN + ["人工智能\x01大模型 低空经济"]
+    ids = [f"c{i % 650}" for i in range(len(texts))]  # repeated ids too
+    docs = [f"d{i // 37}" for i in range(len(texts))]
+    reports = []
+    for use_words in (False, True):
+        acc = prof.new_accumulator()
+        for a in range(0, len(texts), 300):
+            keep = {}
+            tokens, probs, _ = t.predict_detailed(texts[a:a + 300], keep)
+            rates = prof.add(acc, ids[a:a + 300], docs[a:a + 300], tokens, probs, words=keep["words"] if use_words else None)
+            assert rates.shape == (len(tokens),)
+        reports.append(json.dumps(prof.report(acc), ensure_ascii=False))
+    assert reports[0] == reports[1] and json.loads(reports[1])["unseen_terms"]

@@ -417,3 +417,29 @@ def test_spans_are_phrases_of_the_tokens_that_carry_the_label():
     assert [t for t, _ in spans(["公共", "服务", "平台", "、", "算力"], [0.8, 0.5, 1.0, 0.0, 1.5])] == ["公共服务平台", "算力"]
     # A weak neighbour (< 40% of the seed) stays out.
     assert spans(["运行", "补助"], [0.1, 1.0]) == [("补助", 1.0)]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_evidence_from_the_features_scoring_kept_equals_extracting_again(tagger, compiled):
+    """Tagging hands evidence the features its scoring pass extracted (chunk by chunk, every
+    clause, labelled or not): the token scores and the records are those of a fresh extraction."""
+    t = tagger
+    if not compiled:
+        t = Tagger(ROOT / "models" / "policy-tagger", self_test=False)
+        t.sparse.compiled = False
+    texts = _shuffled(600, seed=3)  # three chunks of SparseModel.CHUNK, the last one short
+    toks = t.tokenizer.batch(texts)
+    keep = {"entries": None}
+    t.probabilities_tokens(toks, keep)
+    assert len(keep["entries"]) == 3 and len(keep["words"]) == 3
+    wanted = _all_labels(t, len(toks))
+    wanted = [w if i % 3 else [] for i, w in enumerate(wanted)]  # some clauses ask for nothing
+    again = t.sparse.explain(toks, wanted)
+    reused = t.sparse.explain(toks, wanted, entries=keep["entries"])
+    for a, b in zip(again, reused):
+        assert (a is None and b is None) or (a.shape == b.shape and np.array_equal(a, b))
+    clauses = [{"id": str(i), "text": x} for i, x in enumerate(texts)]
+    ours = tag_clauses(t, clauses, evidence=True, overrides=NO_OVERRIDES)
+    model_labels = [{h: r[h] for h in HEADS} for r in ours]
+    assert [r["evidence"] for r in ours] == [{h: e[h] for h in HEADS} for e in explain(t, texts, model_labels)]
+    assert any(r["evidence"][h] for r in ours for h in HEADS)

@@ -391,3 +391,31 @@ def test_health_answers_while_a_large_rules_file_is_reloaded(api):
     assert r.status_code == 200 and r.json()["model"] == stamp, r.text
     assert r.json()["data"][0]["provenance"]["industry"]["transport"] == "override:airport-transport"
     assert len(latencies) >= 5 and max(latencies) < 1.0, (took, max(latencies), len(latencies))
+
+
+def test_plain_string_rules_skip_re2_only_where_it_would_find_nothing():
+    """A pattern of plain alternatives (every 'phrases' rule) is checked with `in` first;
+    anything with RE2 syntax is not."""
+    import re2
+
+    from tagger.model.overrides import _literals
+
+    assert _literals("加速折旧|折旧年限|计算折旧") == ("加速折旧", "折旧年限", "计算折旧")
+    assert _literals("|".join(re2.escape(p) for p in ["首购", "a.b", "x|y", "c\\d", "空 格"])) == ("首购", "a.b", "x|y", "c\\d", "空 格")
+    for pattern in (r"\d+元", "a(b)", "ab\\", r"\n", "a|", "[首]购", "首购?", r"\x41", "(?i)ai"):
+        assert _literals(pattern) is None, pattern
+    from dataclasses import replace
+
+    from tagger.model.bundle import read_manifest
+    from tagger.taxonomy import HEADS
+
+    manifest = read_manifest(ROOT / "models" / "policy-tagger")
+    order = {h: manifest.labels(h) for h in HEADS}
+    shipped = current_overrides(ROOT / "labels" / "overrides.yaml", order)
+    assert shipped.rules and all(r.literals for r in shipped.rules)
+    plain = replace(shipped, rules=tuple(replace(r, literals=None) for r in shipped.rules))
+    rows = [json.loads(line) for line in (ROOT / "labels" / "clauses.jsonl").read_text(encoding="utf-8").splitlines()]
+    nothing = {h: [] for h in HEADS}
+    for row in rows:
+        for labels in (nothing, {h: list(row.get(h) or []) if h != "kind" else [row.get(h)] for h in HEADS}):
+            assert shipped.apply(row["text"], labels, order) == plain.apply(row["text"], labels, order)
