@@ -220,6 +220,8 @@ def parity_report(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]
     for h, ref in reference.items():
         th = np.asarray(thresholds[h], dtype=np.float32)
         report["n"] = len(ref)
-        report["max_abs_diff"][h] = float(np.abs(ref - other[h]).max()) if len(ref) else 0.0
+        diff = np.abs(ref - other[h])
+        report["max_abs_diff"][h] = float(diff.max()) if len(ref) else 0.0
+        report.setdefault("p99_abs_diff", {})[h] = float(np.quantile(diff.max(axis=1), 0.99)) if len(ref) else 0.0
         report["label_sets_identical"][h] = bool(((ref >= th) == (other[h] >= th)).all())
     return report

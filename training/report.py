@@ -109,6 +109,13 @@ def _kinds(cv: dict) -> list[str]:
     return [k for k in hd if k not in ("model", "keyword_baseline")]
 
 
+def _p99(parity: dict) -> str:
+    """The 99th percentile when recorded (bundles since 2026-12-07): a float32 tree split can
+    move one clause's probability by a leaf's share while the rest agree to 1e-6."""
+    p99 = parity.get("p99_abs_diff")
+    return f" (99th percentile of clauses {max(p99.values()):.1e})" if p99 else ""
+
+
 def model_card(manifest: dict) -> str:
     cv = manifest["cv"]
     td = manifest["training_data"]
@@ -148,7 +155,7 @@ the gate table below says so.
   test 2023 on) with thresholds tuned by an inner grouped CV inside the training part. The
   keyword baseline (the guide's typical words) is scored on the same rows.
 - **ONNX parity**: {manifest['onnx_parity']['n']} real clauses, max |ONNX − scikit-learn| =
-  {max(manifest['onnx_parity']['max_abs_diff'].values()):.1e}.
+  {max(manifest['onnx_parity']['max_abs_diff'].values()):.1e}{_p99(manifest['onnx_parity'])}; label sets identical.
 - **Created**: {manifest['created_at']}; libraries: {', '.join(f'{k} {v}' for k, v in manifest['library_versions'].items())}.
 
 {honest}

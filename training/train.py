@@ -28,6 +28,12 @@ from .models import FeatureConfig, fit_vectorizer
 __all__ = ["TrainConfig", "TrainResult", "train", "write_bundle", "library_versions", "PARITY_TOL"]
 
 PARITY_TOL = 1e-5
+# ONNX's TreeEnsemble compares features with float32 split thresholds, LightGBM with float64:
+# a TF-IDF value within float32 rounding of a split takes the other branch in one engine, and
+# that clause's probability moves by one leaf's share (seen: 1.2e-4 on 1 clause of 500, labels
+# identical). A wrong graph moves most clauses, not one: the typical clause (99th percentile)
+# must stay within PARITY_TOL, the worst within PARITY_TOL_WORST, and every label set agree.
+PARITY_TOL_WORST = 1e-3
 PARITY_N = 500
 
 
@@ -191,7 +197,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     sk = {h: np.mean([m.predict_proba(X[idx]) for m in heads[h]], axis=0) for h in HEADS}
     parity = parity_report(sk, onnx_p, {h: cv.thresholds[cv.chosen[h]][h] for h in HEADS})
     log(f"ONNX parity on {len(idx)} clauses: max |diff| {max(parity['max_abs_diff'].values()):.2e}")
-    if max(parity["max_abs_diff"].values()) > PARITY_TOL:
+    if (max(parity["p99_abs_diff"].values()) > PARITY_TOL or max(parity["max_abs_diff"].values()) > PARITY_TOL_WORST
+            or not all(parity["label_sets_identical"].values())):
         raise RuntimeError(f"ONNX parity failed: {parity}")
 
     self_test = _self_test(ds, raw_texts, onnx_bytes, cv, cfg.seed, gate_spec)
