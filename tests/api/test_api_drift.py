@@ -73,3 +73,25 @@ def test_tag_requests_feed_the_recent_window(base_url):
     assert "鸡蛋" in {t["term"] for t in j["unseen_terms"]}
     metrics = httpx.get(base_url + "/metrics").text
     assert 'verdict=""' not in metrics
+
+
+def test_window_keeps_one_accumulator_per_minute(tmp_path_factory):
+    """Every /v1/tag batch adds to the window: it keeps one merged accumulator per minute (a
+    list of every request's, merged on each request, cut the API to 25 requests/s), and its
+    report still counts every request and clause."""
+    from tagger.api.routes.drift import DriftWindow
+    from tagger.model.drift import DriftProfiler
+    from tagger.tagging import tag_clauses
+
+    tagger = Tagger(profiled_bundle(tmp_path_factory, "window-bundle"))
+    profiler = DriftProfiler.for_tagger(tagger)
+    window = DriftWindow()
+    window.bind(profiler)
+    for i in range(300):
+        acc = profiler.new_accumulator()
+        tag_clauses(tagger, [{"id": f"c{i}", "doc": f"d{i % 7}", "text": FOREIGN[i % len(FOREIGN)]}], drift=(profiler, acc))
+        window.add(acc)
+    assert len(window.buckets) <= 2  # 300 requests within a minute or two
+    rep = window.report(documents=True)
+    assert rep["window"]["requests"] == 300 and rep["clauses"] == 300 and len(rep["documents"]) == 7
+    assert rep["verdict"] == "retrain"
