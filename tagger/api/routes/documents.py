@@ -87,6 +87,9 @@ async def _source_from_request(request: Request, settings) -> tuple[tuple, dict]
     return ("json", await request.body(), None), {}
 
 
+DOCUMENT_SLICE = 512  # clauses tagged per call inside one document job
+
+
 def _segment_and_tag(tagger, docs: list[Document], settings, drift=None, **tag_kwargs) -> list[dict]:
     text_chars = sum(len(d.text) for d in docs)
     if text_chars > settings.max_text_chars:
@@ -97,7 +100,14 @@ def _segment_and_tag(tagger, docs: list[Document], settings, drift=None, **tag_k
     if tag_kwargs.get("evidence"):
         # Never hit with the defaults (the segmenter's cap is below the evidence limit).
         check_evidence_limit(clauses, settings)
-    return tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
+    # In slices: a document at the size limit holds thousands of clauses, and tagging them in
+    # one call kept every slice's features, scores and evidence tables alive at once (three
+    # such uploads together peaked at ~1.05 GB over the server and its workers). Records do
+    # not depend on how clauses are batched (the CLI's --batch-size and Spark rely on it).
+    out: list[dict] = []
+    for i in range(0, len(clauses), DOCUMENT_SLICE):
+        out += tag_clauses(tagger, clauses[i : i + DOCUMENT_SLICE], drift=drift, **tag_kwargs)
+    return out
 
 
 def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | None, **tag_kwargs) -> tuple[bytes, int, object]:
