@@ -235,8 +235,7 @@ def _drift_batches(batches: Iterator["pd.DataFrame"], bundle, digest: str) -> It
     from .model.drift import DriftProfiler
 
     tagger = _load_tagger(digest, bundle)
-    profiler = DriftProfiler.for_tagger(tagger)
-    acc = profiler.new_accumulator()
+    profiler, acc = DriftProfiler.pair(tagger)
     labels = {h: tagger.manifest.labels(h) for h in HEADS}
     for pdf in batches:
         if not len(pdf):

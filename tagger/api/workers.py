@@ -176,10 +176,9 @@ def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes,
     from ..model.drift import DriftProfiler
     from ..tagging import model_version, tag_clauses
 
-    profiler = DriftProfiler.for_tagger(tagger)
-    acc = profiler.new_accumulator()
-    data = tag_clauses(tagger, clauses, drift=(profiler, acc), **tag_kwargs) if clauses else []
-    return _render({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), acc
+    drift = DriftProfiler.pair(tagger)
+    data = tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
+    return _render({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), drift[1]
 
 
 # -- in the server process ----------------------------------------------------------------------------

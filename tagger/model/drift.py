@@ -208,6 +208,13 @@ class DriftProfiler:
         return cached
 
     @classmethod
+    def pair(cls, tagger) -> tuple["DriftProfiler", "DriftAccumulator"]:
+        """The tagger's profiler and a fresh accumulator: the ``drift`` argument of
+        :func:`tagger.tagging.tag_clauses` for one job or batch."""
+        profiler = cls.for_tagger(tagger)
+        return profiler, profiler.new_accumulator()
+
+    @classmethod
     def _build(cls, tagger) -> "DriftProfiler":
         from ..errors import InvalidBundle
 

@@ -131,8 +131,7 @@ def document_job(tagger, settings, source: tuple, meta: dict, store_url: str | N
             d.year = meta.get("year") or d.year
     # Read: the reading time limit (TAGGER_PARSE_TIMEOUT) ends here.
     reading_done()
-    profiler = DriftProfiler.for_tagger(tagger)
-    acc = profiler.new_accumulator()
+    profiler, acc = DriftProfiler.pair(tagger)
     data = _segment_and_tag(tagger, docs, settings, drift=(profiler, acc), **tag_kwargs)
     version = model_version(tagger, tag_kwargs.get("overrides"))
     drift = {d.id: profiler.document(acc.docs[d.id]) for d in docs if d.id in acc.docs}

@@ -81,20 +81,12 @@ def check_evidence_limit(clauses: list[dict], settings) -> None:
             )
 
 
-def drift_pair(tagger):
-    """A fresh drift accumulator for a /v1/tag batch, with the tagger's profiler: the batch's
-    counts go to the server's recent window (GET /v1/drift) and /metrics, as /v1/documents'
-    do. Clauses are grouped by their ``doc`` field when they carry one."""
-    from ...model.drift import DriftProfiler
-
-    profiler = DriftProfiler.for_tagger(tagger)
-    return profiler, profiler.new_accumulator()
-
-
 def batch_tag(tagger, evidence: bool, overrides, evidence_method: str, clauses: list[dict]) -> tuple[list[dict], object]:
     """The batcher's model call: the clauses of several concurrent requests at once, and
     their drift counts."""
-    drift = drift_pair(tagger)
+    from ...model.drift import DriftProfiler
+
+    drift = DriftProfiler.pair(tagger)
     records = tag_clauses(tagger, clauses, evidence=evidence, overrides=overrides, evidence_method=evidence_method, drift=drift)
     return records, drift[1]
 
