@@ -30,6 +30,7 @@ from tagger.config import Settings
 from tagger.model.inference import Tagger
 
 from ..conftest import ROOT, free_port, serve, wait_until_up
+from .health_probe import probe_health
 
 CLAUSE = "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"
 NORMAL = ("第一条 对新引进的人工智能企业给予房租补贴。\n第二条 支持智能网联汽车开展道路测试。").encode()
@@ -207,30 +208,13 @@ def go(uploads: list[subprocess.Popen]) -> None:
         p.stdin.flush()
 
 
-def probe_health(url: str, busy, min_seconds: float = 1.0) -> list[float]:
-    """``/v1/health`` latencies, a new connection each time (as a load balancer probes),
-    while ``busy()`` and for at least ``min_seconds``."""
-    client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
-    lat, t_end = [], time.monotonic() + min_seconds
-    try:
-        while busy() or time.monotonic() < t_end:
-            t0 = time.perf_counter()
-            assert client.get(url + "/v1/health").status_code == 200
-            lat.append(time.perf_counter() - t0)
-            time.sleep(0.01)
-    finally:
-        client.close()
-    return lat
-
-
 def _results(procs: list[subprocess.Popen]) -> list[dict]:
     return [json.loads(p.communicate(timeout=180)[0]) for p in procs]
 
 
 def probe_while(url: str, uploads: list[subprocess.Popen]) -> list[float]:
     """Sends ``uploads`` and probes /v1/health until they are all answered."""
-    go(uploads)
-    return probe_health(url, lambda: any(u.poll() is None for u in uploads))
+    return probe_health(url, lambda: any(u.poll() is None for u in uploads), start=lambda: go(uploads))
 
 
 # -- item 9: large JSON bodies are parsed off the event loop, at a bounded cost -----------------------
