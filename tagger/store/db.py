@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
@@ -251,6 +251,27 @@ def _enable_wal(dbapi_conn) -> None:
                 raise
             time.sleep(random.uniform(0.005, 0.05))
 
+
+
+def filter_drops(q: ClauseQuery) -> dict[str, ClauseQuery]:
+    """For each filter ``q`` sets, ``q`` with that one filter dropped, keyed by the API's
+    parameter name (``topic`` for the head's any-of list, ``topic_all`` for its all-of list;
+    the year range is one filter, ``year``). One table for the facets (each counted without
+    its own filter) and for the page's hint when a query finds nothing."""
+    drops: dict[str, ClauseQuery] = {}
+    for attr, suffix in (("any_of", ""), ("all_of", "_all")):
+        for head, labels in getattr(q, attr).items():
+            if labels:
+                drops[head + suffix] = replace(q, **{attr: {**getattr(q, attr), head: []}})
+    for name, attr in (("region", "regions"), ("issuer", "issuers"), ("doc", "docs")):
+        if getattr(q, attr):
+            drops[name] = replace(q, **{attr: []})
+    if q.year_from is not None or q.year_to is not None:
+        drops["year"] = replace(q, year_from=None, year_to=None)
+    for name, attr in (("min_score", "min_score"), ("min_amount", "min_amount"), ("q", "text")):
+        if getattr(q, attr) is not None and getattr(q, attr) != "":
+            drops[name] = replace(q, **{attr: None})
+    return drops
 
 class Store:
     """Safe for several writers at once (threads of the API, `tagger ingest` processes):
@@ -494,12 +515,9 @@ class Store:
         region facet still lists 武汉 and its count (clicking a region or a year replaces the
         filter; a label is added to the head's any-of list), where counting under the region
         filter itself could only ever show 成都. ``<head>_all`` filters stay: they narrow."""
-        from dataclasses import replace
-
         out: dict[str, dict[str, int]] = {h: {} for h in HEADS}
-        own = [h for h in HEADS if q.any_of.get(h)]
-        plans = [(q, [h for h in HEADS if h not in own])]
-        plans += [(replace(q, any_of={**q.any_of, h: []}), [h]) for h in own]
+        drops = filter_drops(q)
+        plans = [(q, [h for h in HEADS if h not in drops])] + [(drops[h], [h]) for h in HEADS if h in drops]
         for qq, heads in plans:
             if not heads:
                 continue
@@ -511,10 +529,9 @@ class Store:
             )
             for head, label, n in conn.execute(stmt):
                 out.setdefault(head, {})[label] = int(n)
-        dropped = {"region": {"regions": []}, "issuer": {"issuers": []}, "year": {"year_from": None, "year_to": None}}
         for name in DOC_FACETS:
             col = documents.c[name]
-            by = self._base([col, func.count()], replace(q, **dropped.get(name, {}))).group_by(col)
+            by = self._base([col, func.count()], drops.get(name, q)).group_by(col)
             counts = {("none" if v is None else str(v)): int(n) for v, n in conn.execute(by) if v != ""}
             # Largest first; years in calendar order (the page lists them as an axis).
             key = (lambda kv: kv[0]) if name == "year" else (lambda kv: (-kv[1], kv[0]))
@@ -529,21 +546,7 @@ class Store:
         """For each filter ``q`` sets, how many clauses match with that one filter dropped (the
         page's hint when a query finds nothing: which filter emptied it). Keys are the API's
         parameter names; the year range counts as one filter, ``year``."""
-        from dataclasses import replace
-
-        drops: dict[str, ClauseQuery] = {}
-        for attr, heads in (("any_of", ""), ("all_of", "_all")):
-            for head, labels in getattr(q, attr).items():
-                if labels:
-                    drops[head + heads] = replace(q, **{attr: {**getattr(q, attr), head: []}})
-        for name, attr in (("region", "regions"), ("issuer", "issuers"), ("doc", "docs")):
-            if getattr(q, attr):
-                drops[name] = replace(q, **{attr: []})
-        if q.year_from is not None or q.year_to is not None:
-            drops["year"] = replace(q, year_from=None, year_to=None)
-        for name, attr in (("min_score", "min_score"), ("min_amount", "min_amount"), ("q", "text")):
-            if getattr(q, attr) is not None and getattr(q, attr) != "":
-                drops[name] = replace(q, **{attr: None})
+        drops = filter_drops(q)
         with self.engine.connect() as conn:
             return {name: conn.execute(self._base([func.count()], d)).scalar_one() for name, d in drops.items()}
 
