@@ -272,6 +272,27 @@ class Evaluator:
             th = np.full(Y.shape[1], 0.5)
         return (P["time"] >= th).astype(int)
 
+    def inner_scores(self, fset: str, spec: ModelSpec, head: str) -> dict | None:
+        """Grouped CV inside the time split's training part (documents up to the cutoff only):
+        each inner fold's held-out rows at thresholds tuned on the other inner folds. The
+        figure that chooses models and gates, so that no document of the time split's test
+        part chooses anything and its figure stays a held-out one."""
+        if not self.inner:
+            return None
+        P, Y = self.spec_probs(fset, spec, head), self.ds.Y[head]
+        idx = np.concatenate([te for _, te in self.inner])
+        probs = [P[f"inner{k}"] for k in range(len(self.inner))]
+        if head in SINGLE_HEADS:
+            pred = most_probable(np.concatenate(probs)).astype(int)
+        else:
+            parts = []
+            for k in range(len(self.inner)):
+                others = [j for j in range(len(self.inner)) if j != k]
+                th = tune_thresholds(Y[np.concatenate([self.inner[j][1] for j in others])], np.concatenate([probs[j] for j in others]))
+                parts.append((probs[k] >= th).astype(int))
+            pred = np.concatenate(parts)
+        return self._scores(Y[idx], pred, head)
+
     def timesplit(self, fset: str, spec: ModelSpec, head: str) -> dict | None:
         pred = self.time_pred(fset, spec, head)
         return None if pred is None else self._scores(self.ds.Y[head][self.time_test], pred, head)
