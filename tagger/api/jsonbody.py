@@ -97,7 +97,7 @@ def _invalid(errors: list[dict]) -> RequestValidationError:
 
 def parse_tag_body(raw: bytes, settings) -> TagRequest:
     """A ``POST /v1/tag`` body, parsed and validated, or a 4xx."""
-    from .routes.tag import check_limits
+    from .limits import check_limits
 
     if not raw:
         raise _invalid([{"type": "missing", "loc": (), "msg": "Field required"}])

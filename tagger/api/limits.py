@@ -28,9 +28,9 @@ from typing import Callable, TypeVar
 
 from fastapi import HTTPException
 
-from .workers import JobLimits
+from ..errors import InvalidInput
 
-__all__ = ["BodyLimit", "WorkPool", "Busy", "ClientGone", "JobLimits", "drain_on_exit_signals"]
+__all__ = ["BodyLimit", "WorkPool", "Busy", "ClientGone", "JobLimits", "check_limits", "check_evidence_limit", "drain_on_exit_signals"]
 
 T = TypeVar("T")
 
@@ -106,6 +106,45 @@ async def _reject(send, status: int, message: str, headers: list | None = None) 
 
 async def _too_large(send, limit: int) -> None:
     await _reject(send, 413, f"request body larger than {limit} bytes")
+
+
+def check_limits(n_clauses: int, n_chars: int, settings) -> None:
+    if n_clauses > settings.max_clauses_per_request:
+        raise HTTPException(status_code=413, detail=f"{n_clauses} clauses in one request; the limit is {settings.max_clauses_per_request}")
+    if n_chars > settings.max_text_chars:
+        raise HTTPException(status_code=413, detail=f"{n_chars} characters of text in one request; the limit is {settings.max_text_chars}")
+
+
+def check_evidence_limit(clauses: list[dict], settings) -> None:
+    """413 when evidence is asked for a clause longer than ``max_evidence_clause_chars``:
+    its cost grows with the square of the length (a 100,000-character clause ran for minutes
+    and grew the server by ~100 MB/s), so the request is refused before any work starts."""
+    limit = settings.max_evidence_clause_chars
+    for c in clauses:
+        if len(c["text"]) > limit:
+            raise HTTPException(
+                status_code=413,
+                detail=f"clause {str(c.get('id', ''))[:80]!r} has {len(c['text'])} characters; evidence is computed for clauses of at most "
+                f"{limit} characters (TAGGER_MAX_EVIDENCE_CLAUSE_CHARS): split the text into clauses (POST /v1/documents does), or ask with ?evidence=false",
+            )
+
+
+class JobLimits:
+    """How a job may be stopped. ``read_seconds``: the time it may take until it calls
+    :func:`tagger.api.workers.reading_done` (``None``: no limit); its process is killed
+    :data:`tagger.api.workers.KILL_GRACE` seconds later (the job may stop itself at
+    ``read_seconds``, as the PDF reader does between pages, and keep its process), and the
+    request answered ``too_slow(what,
+    read_seconds)``; ``cancellable``: stopped when its client goes away;
+    ``cancellable_after_read``: still so once reading is done (not for store writes)."""
+
+    __slots__ = ("read_seconds", "what", "cancellable", "cancellable_after_read", "too_slow")
+
+    def __init__(self, read_seconds: float | None = None, what: str = "the document", cancellable: bool = True,
+                 cancellable_after_read: bool = True, too_slow: Callable[[str, float], Exception] | None = None):
+        self.read_seconds = read_seconds if read_seconds and read_seconds > 0 else None
+        self.what, self.cancellable, self.cancellable_after_read = what, cancellable, cancellable_after_read
+        self.too_slow = too_slow or (lambda what, s: InvalidInput("body", f"reading {what} took more than {s:g} s and was stopped"))
 
 
 class Busy(HTTPException):

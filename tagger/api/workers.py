@@ -42,9 +42,10 @@ from typing import Callable
 
 from fastapi import HTTPException
 
-from ..errors import InvalidInput, TaggerError
+from ..errors import TaggerError
+from .limits import Busy, JobLimits, started_within
 
-__all__ = ["WorkerProcesses", "JobLimits", "tag_job", "reading_done"]
+__all__ = ["WorkerProcesses", "reading_done"]
 
 log = logging.getLogger("tagger.api.workers")
 
@@ -164,41 +165,7 @@ def _in_worker(fn: Callable, args: tuple, kwargs: dict):
         return _Raised(exc)
 
 
-# -- the jobs ----------------------------------------------------------------------------------------
-def _render(content) -> bytes:
-    from .routes.tag import render_json
-
-    return render_json(content)
-
-
-def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes, int, object]:
-    """A big ``POST /v1/tag``: the rendered answer, the clause count and the drift counts."""
-    from ..model.drift import DriftProfiler
-    from ..tagging import model_version, tag_clauses
-
-    drift = DriftProfiler.pair(tagger)
-    data = tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
-    return _render({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), drift[1]
-
-
 # -- in the server process ----------------------------------------------------------------------------
-class JobLimits:
-    """How a job may be stopped. ``read_seconds``: the time it may take until it calls
-    :func:`reading_done` (``None``: no limit); its process is killed :data:`KILL_GRACE`
-    seconds later (the job may stop itself at ``read_seconds``, as the PDF reader does
-    between pages, and keep its process), and the request answered ``too_slow(what,
-    read_seconds)``; ``cancellable``: stopped when its client goes away;
-    ``cancellable_after_read``: still so once reading is done (not for store writes)."""
-
-    __slots__ = ("read_seconds", "what", "cancellable", "cancellable_after_read", "too_slow")
-
-    def __init__(self, read_seconds: float | None = None, what: str = "the document", cancellable: bool = True,
-                 cancellable_after_read: bool = True, too_slow: Callable[[str, float], Exception] | None = None):
-        self.read_seconds = read_seconds if read_seconds and read_seconds > 0 else None
-        self.what, self.cancellable, self.cancellable_after_read = what, cancellable, cancellable_after_read
-        self.too_slow = too_slow or (lambda what, s: InvalidInput("body", f"reading {what} took more than {s:g} s and was stopped"))
-
-
 class _Job:
     __slots__ = ("fn", "args", "kwargs", "limits", "future", "cancel_requested", "reading")
 
@@ -211,12 +178,6 @@ class _Job:
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
-
-
-def _busy(message: str | None = None):
-    from .limits import Busy
-
-    return Busy(message=message)
 
 
 class _Slot:
@@ -304,7 +265,7 @@ class _Slot:
                     self.failures += 1
                     job = pool._take(block=False)
                     if job is not None:
-                        job.fail(_busy("server busy: no worker process could be started, retry later"))
+                        job.fail(Busy(message="server busy: no worker process could be started, retry later"))
                     pool._sleep(min(SPAWN_BACKOFF_MAX, 0.5 * 2 ** self.failures))
                     continue
                 job = pool._take()
@@ -340,7 +301,7 @@ class _Slot:
             self.conn.send((job.fn, job.args, job.kwargs))
         except (OSError, ValueError):
             self._kill()
-            job.fail(_busy())
+            job.fail(Busy())
             return
         except Exception as exc:  # the job's arguments do not pickle: a bug, answered 500
             job.fail(exc)
@@ -367,19 +328,19 @@ class _Slot:
                 self._kill()
                 pool._count("restarts", 1)
                 log.error("a worker process died (exit code %s) running %s; starting another", code, _name(job.fn))
-                job.fail(_busy())
+                job.fail(Busy())
                 return
             now = time.monotonic()
             if job.cancel_requested and (job.reading or limits.cancellable_after_read):
                 self._kill()
                 pool._count("restarts", 1)
                 log.info("stopped %s after %.1f s: its client went away", _name(job.fn), now - started)
-                job.fail(_busy("the client went away"))
+                job.fail(Busy(message="the client went away"))
                 return
             if pool._kill_at is not None and now >= pool._kill_at:
                 self._kill()
                 log.warning("stopped %s after %.1f s: the server is shutting down", _name(job.fn), now - started)
-                job.fail(_busy("server shutting down, retry later"))
+                job.fail(Busy(message="server shutting down, retry later"))
                 return
             if deadline is not None and now >= deadline:
                 self._kill()
@@ -465,7 +426,7 @@ class WorkerProcesses:
         job = _Job(fn, args, kwargs or {}, limits or JobLimits())
         with self._cond:
             if self._closed:
-                raise _busy("server shutting down, retry later")
+                raise Busy(message="server shutting down, retry later")
             self._queue.append(job)
             self._cond.notify()
         if not self._slots:
@@ -475,7 +436,6 @@ class WorkerProcesses:
     async def run(self, fn: Callable, *args, limits: JobLimits | None = None, queue_timeout: float = 0.0, **kwargs):
         """``fn(tagger, settings, *args, **kwargs)`` in a worker process; :class:`Busy` if no
         worker has taken it after ``queue_timeout`` seconds (0: it waits)."""
-        from .limits import started_within
 
         job = self.submit(fn, args, kwargs, limits)
         try:
@@ -510,7 +470,7 @@ class WorkerProcesses:
             waiting, self._queue = list(self._queue), collections.deque()
             self._cond.notify_all()
         for job in waiting:
-            job.fail(_busy("server shutting down, retry later"))
+            job.fail(Busy(message="server shutting down, retry later"))
 
     def shutdown(self, timeout: float = 3.0) -> None:
         """Stop the workers and reap them (no zombies): a job still running gets

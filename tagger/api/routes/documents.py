@@ -13,10 +13,11 @@ from ...ingest.segment import segment
 from ...tagging import model_version, resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
 from ..jsonbody import parse_document_body
-from ..limits import JobLimits
+from ..limits import JobLimits, check_evidence_limit, check_limits
 from ..schemas import DocumentIn, check_strings
 from ..security import require_write
-from .tag import EvidenceMethod, FastJSON, check_evidence_limit, check_limits, render_json
+from ..rendering import FastJSON, render_json
+from .tag import EvidenceMethod
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 

@@ -4,13 +4,13 @@ import hashlib
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
 
 from ...tagging import resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
 from ..jsonbody import INLINE_JSON_BYTES, TAG_BODY_SCHEMA, parse_tag_body
-from ..limits import Busy, JobLimits
+from ..limits import Busy, JobLimits, check_evidence_limit, check_limits
+from ..rendering import FastJSON, render_json
 from ..schemas import TagRequest, TagResponse, check_strings
 from ..security import require_json
 
@@ -45,42 +45,6 @@ def work_cost(lengths, evidence: bool, method: str = "contributions") -> int:
     return cost
 
 
-def render_json(content) -> bytes:
-    """Compact UTF-8 JSON (Chinese unescaped). Large answers are rendered in the work pool:
-    on the event loop a 3,000-clause answer would stall every other request for ~100 ms."""
-    import json
-
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class FastJSON(JSONResponse):
-    """Compact UTF-8 JSON (Chinese unescaped), without a second validation pass."""
-
-    def render(self, content) -> bytes:
-        return content if isinstance(content, bytes) else render_json(content)
-
-
-def check_limits(n_clauses: int, n_chars: int, settings) -> None:
-    if n_clauses > settings.max_clauses_per_request:
-        raise HTTPException(status_code=413, detail=f"{n_clauses} clauses in one request; the limit is {settings.max_clauses_per_request}")
-    if n_chars > settings.max_text_chars:
-        raise HTTPException(status_code=413, detail=f"{n_chars} characters of text in one request; the limit is {settings.max_text_chars}")
-
-
-def check_evidence_limit(clauses: list[dict], settings) -> None:
-    """413 when evidence is asked for a clause longer than ``max_evidence_clause_chars``:
-    its cost grows with the square of the length (a 100,000-character clause ran for minutes
-    and grew the server by ~100 MB/s), so the request is refused before any work starts."""
-    limit = settings.max_evidence_clause_chars
-    for c in clauses:
-        if len(c["text"]) > limit:
-            raise HTTPException(
-                status_code=413,
-                detail=f"clause {str(c.get('id', ''))[:80]!r} has {len(c['text'])} characters; evidence is computed for clauses of at most "
-                f"{limit} characters (TAGGER_MAX_EVIDENCE_CLAUSE_CHARS): split the text into clauses (POST /v1/documents does), or ask with ?evidence=false",
-            )
-
-
 def batch_tag(tagger, evidence: bool, overrides, evidence_method: str, clauses: list[dict]) -> tuple[list[dict], object]:
     """The batcher's model call: the clauses of several concurrent requests at once, and
     their drift counts."""
@@ -105,11 +69,20 @@ def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
     return clauses
 
 
+def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes, int, object]:
+    """A big ``POST /v1/tag``, in a worker process (:mod:`tagger.api.workers`): the rendered
+    answer, the clause count and the drift counts."""
+    from ...model.drift import DriftProfiler
+    from ...tagging import model_version
+
+    drift = DriftProfiler.pair(tagger)
+    data = tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
+    return render_json({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), drift[1]
+
+
 def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int, object]:
     """A ``POST /v1/tag`` with a large body, all in the work pool (a worker process):
     parse, validate, check, tag and render."""
-    from ..workers import tag_job
-
     clauses = _clauses_of(parse_tag_body(raw, settings), settings, tag_kwargs.get("evidence", True))
     return tag_job(tagger, settings, clauses, **tag_kwargs)
 
@@ -143,8 +116,6 @@ async def tag(request: Request, tagger: TaggerDep, settings: SettingsDep, pool: 
     ov = resolve_overrides(tagger, settings.overrides_file)
     if work_cost((len(c["text"]) for c in clauses), evidence, method) > settings.work_process_min_clauses:
         # Big: tagged and rendered in a worker process, off this process's GIL.
-        from ..workers import tag_job
-
         rendered, n, acc = await pool.run_heavy(tag_job, tagger, settings, clauses, evidence=evidence, overrides=ov,
                                                 evidence_method=method, limits=JobLimits(), receive=request.receive)
         request.app.state.metrics.clauses.inc(n)
