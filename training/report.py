@@ -58,8 +58,8 @@ def evaluation_table(ev: dict) -> str:
     if ev.get("gates"):
         lines += ["**Kind gates** (`tagger.model.gates`: a clause read as a principle, title or condition carries no topic; a "
                   "procedure only `governance`; conditions and principles no measure). Each mode with its own best model and "
-                  "thresholds; the run keeps the best macro-F1 on the inner folds (grouped CV over the documents up to "
-                  "the cutoff: the time split's test documents choose nothing):", "",
+                  "thresholds; the run keeps the best grouped-CV macro-F1 (the time split chooses nothing; inner = grouped "
+                  "CV over the documents up to 2022 only):", "",
                   "| head | gate | chosen | model | inner macro-F1 | grouped macro-F1 | time macro-F1 | time micro-F1 | grouped 4 required | time 4 required |",
                   "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for h, g in ev["gates"].items():
@@ -155,9 +155,8 @@ the gate table below says so.
 - **Evaluation**: by document only. Grouped {cv['n_splits']}-fold CV with thresholds cross-fitted
   (each fold's thresholds tuned on the other folds), and a time split (train up to 2022,
   test 2023 on) with thresholds tuned by an inner grouped CV inside the training part. Models
-  and kind gates are chosen on that inner CV too (documents up to 2022 only), so the time
-  split's figures are held out from every choice. The keyword baseline (the guide's typical
-  words) is scored on the same rows.
+  and kind gates are chosen on grouped CV: the time split chooses nothing. The keyword
+  baseline (the guide's typical words) is scored on the same rows.
 - **ONNX parity**: {manifest['onnx_parity']['n']} real clauses, max |ONNX − scikit-learn| =
   {max(manifest['onnx_parity']['max_abs_diff'].values()):.1e}{_p99(manifest['onnx_parity'])}; label sets identical.
 - **Created**: {manifest['created_at']}; libraries: {', '.join(f'{k} {v}' for k, v in manifest['library_versions'].items())}.
