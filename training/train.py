@@ -7,7 +7,6 @@ import json
 import random
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
