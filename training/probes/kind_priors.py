@@ -1,21 +1,17 @@
 """Probe (2026-12-07, not kept): kind decided by argmax of probabilities rescaled by training priors
-or by per-kind weights tuned inside the training folds, time split. Usage: python -m training.probes.kind_priors logreg "avg:nb_logreg+lgbm""""
+or by per-kind weights tuned inside the training folds, time split. Usage: python -m training.probes.kind_priors logreg avg:nb_logreg+lgbm"""
 if __name__ != "__main__":
     raise ImportError("a probe script: run it (python -m training.probes.<name>), do not import it")
 
-import copy, sys
+import sys
 import numpy as np
-from tagger.config import get_settings
-from tagger.model.features import Tokenizer
-from tagger.taxonomy import KIND, load_taxonomy
-from training.data import document_years, load_dataset
-from training.evaluate import scores
+from tagger.taxonomy import KIND
 from training.probe_time_split import _TimeOnly
 from training.experiments import ModelSpec
-st = get_settings(); tax = load_taxonomy(st.taxonomy_file)
-ds = load_dataset(st.clauses_file, tax)
-by_doc = document_years(st.documents_dir); years = [by_doc.get(d) for d in ds.docs]
-ds.texts = Tokenizer(engine="jieba", structure=True).batch(ds.texts)
+from training.probes.common import time_split_inputs
+
+ds, years, tokens = time_split_inputs()
+ds.texts, tax = tokens, ds.taxonomy
 ev = _TimeOnly(ds, years, log=lambda *a: None); ev.heads = (KIND,)
 L = tax.labels[KIND]; Y = ds.Y[KIND]
 def macro(y, p):

@@ -8,18 +8,10 @@ if __name__ != "__main__":
 
 import copy, sys
 from collections import defaultdict
-from tagger.config import get_settings
-from tagger.model.features import Tokenizer
-from tagger.taxonomy import load_taxonomy
-from training.data import document_years, load_dataset
 from training.probe_time_split import probe
+from training.probes.common import time_split_inputs
 
-st = get_settings()
-tax = load_taxonomy(st.taxonomy_file)
-base = load_dataset(st.clauses_file, tax)
-by_doc = document_years(st.documents_dir)
-years = [by_doc.get(d) for d in base.docs]
-body = Tokenizer(engine="jieba", structure=True).batch(base.texts)
+base, years, body = time_split_inputs()
 order = defaultdict(list)
 for i, d in enumerate(base.docs):
     order[d].append(i)
