@@ -277,7 +277,7 @@ class Evaluator:
         each inner fold's held-out rows at thresholds tuned on the other inner folds. The
         figure that chooses models and gates, so that no document of the time split's test
         part chooses anything and its figure stays a held-out one."""
-        if not self.inner:
+        if not self.inner or not len(self.time_test):  # no time split: the inner folds are not fitted
             return None
         P, Y = self.spec_probs(fset, spec, head), self.ds.Y[head]
         idx = np.concatenate([te for _, te in self.inner])

@@ -110,3 +110,26 @@ def test_lexicon_flags_mark_the_guides_words():
     vec = fit_vectorizer(FeatureConfig(lexicon=True, min_df=1), ["给予 租金 补贴", "支持 大模型 研发", "其他 内容"], order)
     flags = vec.transform(["按 实际 租金 的 50% 补贴", "建设 大模型 平台", "无关 文字"])[:, -2:].toarray()
     assert flags.tolist() == [[1, 0], [0, 1], [0, 0]]
+
+
+def test_choice_does_not_see_the_time_split(small_eval):
+    """The inner figure (which breaks the choice's ties) is scored on documents up to the
+    cutoff only: scrambling the time split's test labels changes the time-split score and
+    leaves the inner figure as it was; without a time split there is no inner figure."""
+    from training.experiments import Evaluator, ModelSpec
+
+    ev, spec = small_eval, ModelSpec("logreg")
+    before = ev.inner_scores("base", spec, "measure")
+    time_before = ev.timesplit("base", spec, "measure")
+    saved = ev.ds.Y["measure"].copy()
+    try:
+        ev.ds.Y["measure"][ev.time_test] = 1 - ev.ds.Y["measure"][ev.time_test]
+        after = ev.inner_scores("base", spec, "measure")
+        time_after = ev.timesplit("base", spec, "measure")
+    finally:
+        ev.ds.Y["measure"][:] = saved
+    assert before is not None and before == after
+    assert time_before["micro_f1"] != time_after["micro_f1"]
+    old = [i for i in range(len(ev.ds)) if i in set(ev.time_train.tolist())]
+    only_old = Evaluator(ev.ds.subset(old), [ev.years[i] for i in old], n_splits=3, inner_splits=3, log=lambda m: None)
+    assert not len(only_old.time_test) and only_old.inner_scores("base", spec, "measure") is None
