@@ -92,6 +92,17 @@ def recency_weights(years: list[int | None]) -> np.ndarray:
     return np.array([1.0 if y is None or y <= 2019 else 1.5 if y <= 2022 else 2.0 for y in years])
 
 
+def cross_fitted(Y: np.ndarray, P: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
+    """Decisions for rows scored out of fold: each fold's probabilities at thresholds tuned
+    on the other folds' rows (no row's own label sets its threshold)."""
+    pred = np.zeros_like(Y)
+    for k in np.unique(fold_of):
+        mine = fold_of == k
+        th = tune_thresholds(Y[~mine], P[~mine])
+        pred[mine] = (P[mine] >= th).astype(int)
+    return pred
+
+
 def time_split(years: list[int | None], cutoff: int = CUTOFF_YEAR) -> tuple[np.ndarray, np.ndarray]:
     """Clause indices of documents up to ``cutoff`` and after it.
 
@@ -239,12 +250,7 @@ class Evaluator:
         Y, oof = self.ds.Y[head], self.oof(fset, spec, head)
         if head in SINGLE_HEADS:
             return most_probable(oof).astype(int)
-        pred = np.zeros_like(Y)
-        for k, (_, te) in enumerate(self.folds):
-            others = self.fold_of != k
-            th = tune_thresholds(Y[others], oof[others])
-            pred[te] = (oof[te] >= th).astype(int)
-        return pred
+        return cross_fitted(Y, oof, self.fold_of)
 
     def grouped(self, fset: str, spec: ModelSpec, head: str) -> dict:
         """Grouped CV with cross-fitted thresholds, plus the old optimistic figure."""
@@ -281,16 +287,11 @@ class Evaluator:
             return None
         P, Y = self.spec_probs(fset, spec, head), self.ds.Y[head]
         idx = np.concatenate([te for _, te in self.inner])
-        probs = [P[f"inner{k}"] for k in range(len(self.inner))]
+        probs = np.concatenate([P[f"inner{k}"] for k in range(len(self.inner))])
         if head in SINGLE_HEADS:
-            pred = most_probable(np.concatenate(probs)).astype(int)
+            pred = most_probable(probs).astype(int)
         else:
-            parts = []
-            for k in range(len(self.inner)):
-                others = [j for j in range(len(self.inner)) if j != k]
-                th = tune_thresholds(Y[np.concatenate([self.inner[j][1] for j in others])], np.concatenate([probs[j] for j in others]))
-                parts.append((probs[k] >= th).astype(int))
-            pred = np.concatenate(parts)
+            pred = cross_fitted(Y[idx], probs, np.concatenate([np.full(len(te), k) for k, (_, te) in enumerate(self.inner)]))
         return self._scores(Y[idx], pred, head)
 
     def timesplit(self, fset: str, spec: ModelSpec, head: str) -> dict | None:

@@ -167,7 +167,7 @@ def evaluate(cfg: TrainConfig, log=print) -> Evaluation:
 
 
 def _gate_summary(head: str, spec, res: dict) -> dict:
-    g, t, i = res["grouped"][spec], res["time"][spec] or {}, res.get("inner", {}).get(spec) or {}
+    g, t, i = res["grouped"][spec], res["time"][spec] or {}, res["inner"][spec] or {}
     out = {"model": spec.label(), "inner_macro_f1": i.get("macro_f1"), "grouped_macro_f1": g["macro_f1"], "grouped_micro_f1": g["micro_f1"],
            "time_macro_f1": t.get("macro_f1"), "time_micro_f1": t.get("micro_f1")}
     if head == "topic":

@@ -134,9 +134,9 @@ class JobLimits:
     :func:`tagger.api.workers.reading_done` (``None``: no limit); its process is killed
     :data:`tagger.api.workers.KILL_GRACE` seconds later (the job may stop itself at
     ``read_seconds``, as the PDF reader does between pages, and keep its process), and the
-    request answered ``too_slow(what,
-    read_seconds)``; ``cancellable``: stopped when its client goes away;
-    ``cancellable_after_read``: still so once reading is done (not for store writes)."""
+    request answered ``too_slow(what, read_seconds)``; ``cancellable``: stopped when its
+    client goes away; ``cancellable_after_read``: still so once reading is done (not for
+    store writes)."""
 
     __slots__ = ("read_seconds", "what", "cancellable", "cancellable_after_read", "too_slow")
 

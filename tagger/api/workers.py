@@ -436,7 +436,6 @@ class WorkerProcesses:
     async def run(self, fn: Callable, *args, limits: JobLimits | None = None, queue_timeout: float = 0.0, **kwargs):
         """``fn(tagger, settings, *args, **kwargs)`` in a worker process; :class:`Busy` if no
         worker has taken it after ``queue_timeout`` seconds (0: it waits)."""
-
         job = self.submit(fn, args, kwargs, limits)
         try:
             out = await started_within(job.future, queue_timeout, ready=lambda: self.started)

@@ -252,7 +252,6 @@ def _enable_wal(dbapi_conn) -> None:
             time.sleep(random.uniform(0.005, 0.05))
 
 
-
 def filter_drops(q: ClauseQuery) -> dict[str, ClauseQuery]:
     """For each filter ``q`` sets, ``q`` with that one filter dropped, keyed by the API's
     parameter name (``topic`` for the head's any-of list, ``topic_all`` for its all-of list;
@@ -272,6 +271,7 @@ def filter_drops(q: ClauseQuery) -> dict[str, ClauseQuery]:
         if getattr(q, attr) is not None and getattr(q, attr) != "":
             drops[name] = replace(q, **{attr: None})
     return drops
+
 
 class Store:
     """Safe for several writers at once (threads of the API, `tagger ingest` processes):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
 
-from ...tagging import resolve_overrides, tag_clauses
+from ...tagging import model_version, resolve_overrides, tag_clauses
 from ..deps import PoolDep, SettingsDep, TaggerDep
 from ..jsonbody import INLINE_JSON_BYTES, TAG_BODY_SCHEMA, parse_tag_body
 from ..limits import Busy, JobLimits, check_evidence_limit, check_limits
@@ -72,12 +72,8 @@ def _clauses_of(body: TagRequest, settings, evidence: bool) -> list[dict]:
 def tag_job(tagger, settings, clauses: list[dict], **tag_kwargs) -> tuple[bytes, int, object]:
     """A big ``POST /v1/tag``, in a worker process (:mod:`tagger.api.workers`): the rendered
     answer, the clause count and the drift counts."""
-    from ...model.drift import DriftProfiler
-    from ...tagging import model_version
-
-    drift = DriftProfiler.pair(tagger)
-    data = tag_clauses(tagger, clauses, drift=drift, **tag_kwargs) if clauses else []
-    return render_json({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), drift[1]
+    data, acc = batch_tag(tagger, clauses=clauses, **tag_kwargs) if clauses else ([], None)
+    return render_json({"data": data, "count": len(data), "model": model_version(tagger, tag_kwargs.get("overrides"))}), len(data), acc
 
 
 def tag_body_job(tagger, settings, raw: bytes, **tag_kwargs) -> tuple[bytes, int, object]:
