@@ -24,6 +24,11 @@ are printed as ``baseline``, and the read shows ``contributions`` (this code) ag
 ``baseline`` as A/B. ``--json FILE`` also writes the printed figures to FILE.
 
     python benchmarks/evidence_quality.py --seed 23 --baseline /tmp/main --out benchmarks/evidence_read2
+
+``--changed SEED`` (with ``--baseline``): a read of only the labels whose top span the change
+moved, drawn with SEED, A/B in random order, and the reader's preference recorded too:
+
+    python benchmarks/evidence_quality.py --seed 25 --clauses 1500 --read 40 --baseline /tmp/main --changed 26 --out benchmarks/evidence_read5
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ def main() -> None:
     ap.add_argument("--score", metavar="OUT", help="score the verdicts of a finished read and exit")
     ap.add_argument("--baseline", metavar="DIR", help="read: the default method against the one of the code in DIR")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    ap.add_argument("--changed", type=int, metavar="SEED",
+                    help="with --baseline: read only labels whose top span differs between the two codes, drawn with this seed")
     ap.add_argument("--dump", metavar="FILE", help=argparse.SUPPRESS)  # the baseline's subprocess: records out, nothing else
     args = ap.parse_args()
     if args.score:
@@ -106,6 +113,10 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
+    if args.changed is not None:
+        if not args.baseline:
+            raise SystemExit("--changed needs --baseline")
+        return write_changed_read(by_method[METHODS[0]], by_method["baseline"], args)
     # The read: labels both methods saw (the same model, so the same labels), half confident.
     base = by_method[METHODS[0]]
     labels = [(i, h, lab) for i, r in enumerate(base) for h in MULTI_HEADS for lab in r[h]]
@@ -135,6 +146,36 @@ def main() -> None:
     print(f"wrote {out.with_suffix('.md')} ({len(picked)} labels, {sum(1 for x in picked if x in confident)} confident) and the key")
 
 
+def write_changed_read(new: list[dict], old: list[dict], args) -> None:
+    """A read of what a change of the span code changed: ``--read`` labels, drawn with seed
+    ``--changed`` among those whose top span differs, the two top spans as A/B (random order;
+    the key names them ``new`` and ``baseline``). The reader also says which one they prefer
+    (``"prefer": "A" | "B" | "="``)."""
+    def top(rec, h, lab):
+        sp = rec["evidence"][h][lab]
+        return sp[0]["text"] if sp else None
+
+    changed = [(h, lab, a["text"], top(b, h, lab), top(a, h, lab), a["scores"][h][lab])
+               for a, b in zip(new, old) for h in ("measure", "topic", "industry") for lab in b["evidence"][h]
+               if top(a, h, lab) != top(b, h, lab)]
+    rng = random.Random(args.changed)
+    picked = rng.sample(changed, min(args.read, len(changed)))
+    lines = ["# Evidence, blind read (changed spans)", "",
+             "For each label: does the span, shown alone, tell a reader why the clause has the label?", ""]
+    key = {}
+    for n, (h, lab, text, s_old, s_new, p) in enumerate(picked, 1):
+        order = [("baseline", s_old), ("new", s_new)]
+        rng.shuffle(order)
+        key[str(n)] = {"A": order[0][0], "B": order[1][0]}
+        lines += [f"## {n}. {h}: {lab} (score {p:.3f})", "", f"> {text}", ""]
+        lines += [f"- {letter}: `{span}`" for letter, (_, span) in zip("AB", order)]
+        lines.append("")
+    out = Path(args.out)
+    out.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")
+    out.with_suffix(".key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out.with_suffix('.md')} ({len(picked)} of {len(changed)} changed labels) and the key")
+
+
 def score(out: Path) -> None:
     key = json.loads(out.with_suffix(".key.json").read_text(encoding="utf-8"))
     verdicts = json.loads(out.with_suffix(".verdicts.json").read_text(encoding="utf-8"))
@@ -146,7 +187,12 @@ def score(out: Path) -> None:
     for n, letters in key.items():
         for letter, m in letters.items():
             good[m] += bool(verdicts[n][letter])
-    print(json.dumps({m: {"justified": good[m], "of": len(key), "share": round(good[m] / len(key), 3)} for m in methods}, indent=1))
+    result = {m: {"justified": good[m], "of": len(key), "share": round(good[m] / len(key), 3)} for m in methods}
+    prefs = [verdicts[n].get("prefer") for n in key]
+    if any(p is not None for p in prefs):
+        result["preferred"] = {m: sum(1 for n, p in zip(key, prefs) if p in ("A", "B") and key[n][p] == m) for m in methods}
+        result["preferred"]["neither"] = sum(1 for p in prefs if p == "=")
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

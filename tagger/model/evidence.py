@@ -198,6 +198,8 @@ def _token_offsets(norm: str, tokens: list[str]) -> list[tuple[int, int] | None]
 
 # Letters, digits and CJK ideographs; marker characters (Private Use Area) are none of them.
 _WORD = re.compile(r"[^\W_]")
+# A number inside a phrase (每家最高给予 1 亿元): crossed on the way to a word that carries the label.
+_NUMBER = re.compile(r"[0-9０-９.．%％]+")
 
 
 def _is_word(token: str) -> bool:
@@ -385,7 +387,7 @@ def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts
     for i, string, labels, scores in zip(todo, strings, asked, found):
         if scores is None:
             continue
-        spans = _clause_spans(texts[i], string, scores, max_spans)
+        spans = _clause_spans(texts[i], string, scores, max_spans, [h for h, _ in labels])
         if spans is None:
             continue
         for (h, lab), sp in zip(labels, spans):
@@ -393,9 +395,10 @@ def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts
     return out
 
 
-def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) -> list[list[dict]] | None:
-    """Spans per wanted label (the rows of ``scores``, one column per token of ``string``),
-    or None if the token string cannot be aligned with the text."""
+def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int,
+                  heads: Sequence[str] | None = None) -> list[list[dict]] | None:
+    """Spans per wanted label (the rows of ``scores``, one column per token of ``string``;
+    ``heads``: each row's head), or None if the token string cannot be aligned with the text."""
     norm, pos = map_to_original(text)
     if pos is None:
         return None
@@ -408,12 +411,20 @@ def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int) ->
         offs = _token_offsets(norm, tokens)
     word = [o is not None and _WORD.search(t) is not None for t, o in zip(tokens, offs)]
     plain = [w and t not in FUNCTION_WORDS and t not in GENERIC_WORDS for t, w in zip(tokens, word)]
+    generic = [w and t in GENERIC_WORDS for t, w in zip(tokens, word)]
     bridge = [w and t in BRIDGE_WORDS for t, w in zip(tokens, word)]
+    link = [w and _NUMBER.fullmatch(t) is not None for t, w in zip(tokens, word)]
     orders = np.argsort(-scores, axis=1, kind="stable").tolist()
-    return [_pick_spans(text, pos, offs, word, plain, bridge, row, order, max_spans) for row, order in zip(scores.tolist(), orders)]
+    # Boilerplate verbs join a phrase only for a measure: there the verb is part of the
+    # instrument (给予1亿元, 免征契税); for a topic or an industry 给予/支持 say nothing of the
+    # subject and only lengthen the span (a blind read of seed 25: 最高给予10万元 for talent).
+    none = [False] * len(tokens)
+    heads = heads or ["measure"] * len(scores)
+    return [_pick_spans(text, pos, offs, word, plain, generic if h == "measure" else none, bridge, link, row, order, max_spans)
+            for h, row, order in zip(heads, scores.tolist(), orders)]
 
 
-def _pick_spans(text, pos, offs, word, plain, bridge, score, order, max_spans) -> list[dict]:
+def _pick_spans(text, pos, offs, word, plain, generic, bridge, link, score, order, max_spans) -> list[dict]:
     """Phrases around the label's best tokens, as spans of ``text``, ranked by summed contribution.
 
     1. Seeds: the label's tokens best first (positive share, a word that is neither a
@@ -441,7 +452,7 @@ def _pick_spans(text, pos, offs, word, plain, bridge, score, order, max_spans) -
             break
         if k in owner:
             continue
-        a, b = _grow(k, score, word, plain, bridge, owner, offs)
+        a, b = _grow(k, score, word, plain, generic, bridge, link, owner, offs)
         for j in range(a, b + 1):
             owner[j] = len(phrases)
         phrases.append((a, b))
@@ -466,15 +477,18 @@ def _pick_spans(text, pos, offs, word, plain, bridge, score, order, max_spans) -
     return spans
 
 
-def _grow(k, score, word, plain, bridge, owner, offs) -> tuple[int, int]:
+def _grow(k, score, word, plain, generic, bridge, link, owner, offs) -> tuple[int, int]:
     """The phrase around seed token ``k``, as (first, last) token: the seed's neighbours are
-    taken while they carry the label too, the better neighbour first. A neighbour joins if it
-    is a content word (``plain``) with at least :data:`EXTEND_SHARE` of the seed's share; a
-    bridge word (:data:`BRIDGE_WORDS`: 的, 和, 与, ...) with a positive share joins only
-    together with the content word beyond it that qualifies (so a phrase never starts or
-    ends on one: 增值税和企业所得税, never 和企业所得税). Punctuation, other function words,
-    boilerplate and tokens of another phrase end a phrase; at most :data:`MAX_PHRASE_CHARS`
-    characters of tokens."""
+    taken while they carry the label too, the better side first. A side's next step ends on
+    the nearest token that carries at least :data:`EXTEND_SHARE` of the seed's share and is a
+    content word (``plain``) or, for a measure, boilerplate (``generic``: 给予, 支持); on the
+    way it may cross weaker numbers and bridge words with a positive share
+    (:data:`BRIDGE_WORDS`: 的, 和, 与, ...), provided the step adds a positive share in all
+    (给予 ← 1 → 亿元, 增值税和企业所得税). So a phrase never starts or ends on a function
+    word, nor on a number that carries less than the others (a number that carries as much
+    is a word like the others: 奖励10万元). Punctuation, other weak tokens, a token of another
+    phrase or the end of
+    :data:`MAX_PHRASE_CHARS` characters end a phrase."""
     need = EXTEND_SHARE * score[k]
     n = len(score)
     a = b = k
@@ -484,24 +498,27 @@ def _grow(k, score, word, plain, bridge, owner, offs) -> tuple[int, int]:
 
     size = _tok_len(k)
 
-    def step(j, d):  # tokens to add going from j in direction d, or None
-        if not (0 <= j < n) or j in owner or not word[j]:
-            return None
-        if plain[j]:
-            return [j] if score[j] >= need else None
-        j2 = j + d
-        if bridge[j] and score[j] > 0 and 0 <= j2 < n and j2 not in owner and plain[j2] and score[j2] >= need:
-            return [j, j2]
+    def step(j, d):  # (tokens to add going from j in direction d, their summed share), or None
+        run, chars, gain = [], size, 0.0
+        while 0 <= j < n and j not in owner and word[j]:
+            chars += _tok_len(j)
+            if chars > MAX_PHRASE_CHARS:
+                return None
+            run.append(j)
+            gain += score[j]
+            if (plain[j] or generic[j]) and score[j] >= need:
+                return (run, gain) if gain > 0 else None
+            if not (link[j] or (bridge[j] and score[j] > 0)):
+                return None
+            j += d
         return None
 
     while True:
         best = None
         for d, j in ((-1, a - 1), (1, b + 1)):
-            add = step(j, d)
-            if add and size + sum(_tok_len(x) for x in add) <= MAX_PHRASE_CHARS:
-                gain = sum(score[x] for x in add)
-                if best is None or gain > best[0]:
-                    best = (gain, d, add)
+            found = step(j, d)
+            if found and (best is None or found[1] > best[0]):
+                best = (found[1], d, found[0])
         if best is None:
             return a, b
         _, d, add = best

@@ -400,16 +400,17 @@ def test_graph_serving_gets_the_same_evidence_and_a_bundle_without_tables_gets_o
 
 def test_spans_are_phrases_of_the_tokens_that_carry_the_label():
     """Span building on given per-token contributions (no model): a seed grows into the
-    neighbours with >= 40% of its share, through 的/和 only towards such a word, never ends on
-    a function word or punctuation; phrases are ranked by summed contribution."""
+    neighbours with >= 40% of its share, across numbers and 的/和 only towards such a word,
+    never starting or ending on a function word, a number or punctuation; boilerplate (给予,
+    支持) joins only a measure's phrase; phrases are ranked by summed contribution."""
     from tagger.model.evidence import _clause_spans
 
-    def spans(tokens, scores):
+    def spans(tokens, scores, head="topic"):
         text = "".join(tokens)
-        [got] = _clause_spans(text, " ".join(tokens), np.array([scores], dtype=float), MAX_SPANS)
+        [got] = _clause_spans(text, " ".join(tokens), np.array([scores], dtype=float), MAX_SPANS, [head])
         return [(s["text"], s["weight"]) for s in got]
 
-    # 绿色 (48% of 发行) joins; 债券 (negative) does not; 的 bridges nothing here.
+    # 绿色 (50% of 发行) joins; 债券 (negative) does not, so 的 bridges nothing here.
     assert spans(["对", "发行", "绿色", "债券", "的", "企业"], [0.4, 1.4, 0.7, -0.1, 0.4, 1.6]) == [("发行绿色", 2.1), ("企业", 1.6)]
     # 和 bridges two words that carry the label; a phrase does not start on 对 nor cross "，".
     assert spans(["对", "增值税", "和", "企业所得税", "，", "给予", "奖励"], [0.5, 1.0, 0.1, 2.0, 0.3, 0.9, 0.2])[0] == ("增值税和企业所得税", 3.1)
@@ -417,6 +418,15 @@ def test_spans_are_phrases_of_the_tokens_that_carry_the_label():
     assert [t for t, _ in spans(["公共", "服务", "平台", "、", "算力"], [0.8, 0.5, 1.0, 0.0, 1.5])] == ["公共服务平台", "算力"]
     # A weak neighbour (< 40% of the seed) stays out.
     assert spans(["运行", "补助"], [0.1, 1.0]) == [("补助", 1.0)]
+    # A number is crossed towards a word that carries the label, unless it takes more than it adds.
+    assert spans(["奖励", "10", "万元"], [1.0, 0.1, 0.9])[0] == ("奖励10万元", 2.0)
+    assert spans(["奖励", "10", "万元"], [1.0, -1.2, 0.9]) == [("奖励", 1.0), ("万元", 0.9)]
+    # For a measure the giving verb joins the amount (给予 is never a seed itself); 每家, too
+    # weak for 亿元's phrase, is a seed of its own, and phrases that touch are joined.
+    tokens, scores = ["每家", "最高", "给予", "1", "亿元", "的", "支持", "。"], [0.3, 0.6, 1.9, 0.2, 0.8, 0.05, 0.9, 0.2]
+    assert spans(tokens, scores, "measure")[0] == ("每家最高给予1亿元的支持", 4.75)
+    # For a topic 给予/支持 say nothing of the subject: they stay out.
+    assert all("给予" not in t and "支持" not in t for t, _ in spans(tokens, scores, "topic"))
 
 
 @pytest.mark.parametrize("compiled", [True, False])
