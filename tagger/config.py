@@ -121,6 +121,12 @@ class Settings:
     idle_timeout: float = field(default_factory=lambda: float(_env("idle_timeout", "5")))
     header_timeout: float = field(default_factory=lambda: float(_env("header_timeout", "10")))
     body_timeout: float = field(default_factory=lambda: float(_env("body_timeout", "60")))
+    # A response the client does not take: while the server's write buffer for a connection
+    # is full (64 KiB past what the kernel holds), the client must take at least 48 KiB of it
+    # in every send_timeout seconds, or the connection is cut: a client that stops reading
+    # would otherwise hold the response in memory, and a streamed export its database cursor,
+    # for good. 30 s cuts a client slower than ~1.6 KB/s.
+    send_timeout: float = field(default_factory=lambda: float(_env("send_timeout", "30")))
     # SIGTERM/SIGINT: new connections are refused at once, requests still arriving get 503 +
     # Retry-After, requests being processed get shutdown_timeout seconds to finish; every
     # process has exited about a second after that (the supervisor kills stragglers).

@@ -20,6 +20,15 @@ protocol with one timer per connection, re-armed at each phase:
 Deadlines are totals, not gaps between reads, so a client sending a byte a second is cut
 like one sending nothing. A request being processed (body complete) has no deadline here.
 
+Responses have one too, ``send_timeout``: while the write buffer is above its high-water
+mark (the client has not taken what the kernel holds, and 64 KiB more wait), the client must
+take at least :data:`SEND_PROGRESS` bytes of it in every ``send_timeout`` seconds, or the
+connection is aborted (one log line; the buffered response is dropped, and a streaming
+response's next ``send`` sees the disconnect). A gap, not a total: a 7 MB answer read by a
+slow but steady client is not cut. Without it a client that stops reading holds its response
+in memory, and a streamed export its database cursor, for good; ``transport.close()`` alone
+would wait for the buffer to drain.
+
 At a shutdown (SIGTERM) uvicorn closes idle connections and lets running requests finish;
 it also waits for requests that are still being *received*, for as long as their clients
 take. Here those are refused instead (``503`` + ``Retry-After``, closed): the server takes
@@ -33,6 +42,10 @@ import logging
 from dataclasses import dataclass
 
 __all__ = ["ReadTimeouts", "protocol_class", "CUT_KEY"]
+
+# Bytes a client must take of a stalled response in every send_timeout seconds (uvicorn's
+# flow control: writing pauses above 64 KiB buffered and resumes below 16 KiB).
+SEND_PROGRESS = 48 * 1024
 
 # Set in a request's ASGI scope when the connection was cut by a deadline or a shutdown
 # (tagger.api.bodies logs the reason in one line instead of "client disconnected").
@@ -50,11 +63,12 @@ class ReadTimeouts:
     header: float = 10.0
     body: float = 60.0
     shutdown: float = 3.0
+    send: float = 30.0
 
     @classmethod
     def from_settings(cls, settings) -> "ReadTimeouts":
         return cls(idle=settings.idle_timeout, header=settings.header_timeout, body=settings.body_timeout,
-                   shutdown=settings.shutdown_timeout)
+                   shutdown=settings.shutdown_timeout, send=settings.send_timeout)
 
 
 def _response(status: int, reason: str, error: str, message: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
@@ -89,6 +103,8 @@ def _make_class():
             self.deadlines: ReadTimeouts = getattr(config, "read_timeouts", None) or ReadTimeouts()
             self.phase = "idle"  # idle | head | body | busy
             self.timer = None
+            self.send_timer = None  # armed while writing is paused (the client not reading)
+            self.send_mark = 0  # bytes waiting when the send timer was armed
 
         # -- timers -----------------------------------------------------------------------
         def _arm(self, seconds: float, handler) -> None:
@@ -164,6 +180,39 @@ def _make_class():
             self.transport.write(_response(status, reason, error, message, extra))
             self.transport.close()
 
+        # -- the client taking its response ------------------------------------------------
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            seconds = self.deadlines.send
+            if self.send_timer is None and seconds and seconds > 0:
+                self.send_mark = self.transport.get_write_buffer_size()
+                self.send_timer = self.loop.call_later(seconds, self._send_expired)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self.send_timer is not None:
+                self.send_timer.cancel()
+                self.send_timer = None
+
+        def _send_expired(self) -> None:
+            self.send_timer = None
+            waiting = self.transport.get_write_buffer_size()
+            if self.transport.is_closing() and waiting == 0:
+                return
+            low, _ = self.transport.get_write_buffer_limits()
+            # (Near the end the client need only take what stands above the low-water mark.)
+            if self.send_mark - waiting >= min(SEND_PROGRESS, self.send_mark - low):  # slow, but taking it
+                self.send_mark = waiting
+                self.send_timer = self.loop.call_later(self.deadlines.send, self._send_expired)
+                return
+            scope = self.cycle.scope if self.cycle is not None else {}
+            logger.warning("response not taken by the client: less than %d KiB in %s s (%d bytes waiting): %s %s, connection aborted",
+                           SEND_PROGRESS // 1024, _fmt(self.deadlines.send), waiting,
+                           scope.get("method", "-"), scope.get("path", "-"))
+            self._disarm()
+            self.phase = "closed"
+            self.transport.abort()  # close() would wait for the buffer to drain
+
         # -- connection and parser events -----------------------------------------------
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -171,6 +220,9 @@ def _make_class():
 
         def connection_lost(self, exc) -> None:
             self._disarm()
+            if self.send_timer is not None:
+                self.send_timer.cancel()
+                self.send_timer = None
             self.phase = "closed"
             super().connection_lost(exc)
 

@@ -1,9 +1,10 @@
 """`tagger serve` under hostile or unlucky traffic (reliability issue, items 4, 5 and 12), with
 real server processes and real sockets: a burst of 1,000 connections while the workers are
 busy is answered in full; idle, slow-header and slow-body connections are closed by their
-deadlines (and only by them); a client aborting its body is one log line; the buffered
-bodies of all requests are bounded (503 + Retry-After); SIGTERM with slow clients open exits
-within 5 s and refuses new work; /metrics counts the requests of both workers."""
+deadlines (and only by them), and so is a client that stops reading its response; a client
+aborting its body is one log line; the buffered bodies of all requests are bounded (503 +
+Retry-After); SIGTERM with slow clients open exits within 5 s and refuses new work; /metrics
+counts the requests of both workers."""
 
 from __future__ import annotations
 
@@ -321,6 +322,56 @@ def test_buffered_bodies_are_bounded_across_requests(tmp_path):
 
 
 # -- 5. shutdown ------------------------------------------------------------------------------
+def test_a_client_that_stops_reading_its_response_is_cut_after_the_send_timeout(tmp_path):
+    """A large answer to a client that does not read it: without a send deadline the server
+    would hold the response (here ~6 MB) for as long as the connection stays open."""
+    s = Server(tmp_path, workers=1, TAGGER_SEND_TIMEOUT="1", TAGGER_IDLE_TIMEOUT="30")
+    try:
+        texts = [f"第{i}条 对新引进的人工智能企业给予房租补贴，最高不超过{i}万元，并支持建设公共服务平台和算力中心。" for i in range(5000)]
+        body = json.dumps({"clauses": [{"id": f"c{i}", "text": t} for i, t in enumerate(texts)]}, ensure_ascii=False).encode()
+        raw = post_head("/v1/tag?evidence=false", len(body)) + body
+
+        def stalled_reader(wait: float) -> tuple[int, int, str]:
+            """(declared length, bytes read, how the read ended) for a client with a small
+            receive buffer that reads nothing for ``wait`` seconds."""
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", s.port))
+            sock.sendall(raw)
+            time.sleep(wait)
+            got, end = b"", "eof"
+            sock.settimeout(30)
+            try:
+                while True:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+                    m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)\r\n", got)
+                    if m and len(got) >= got.index(b"\r\n\r\n") + 4 + int(m.group(1)):
+                        end = "complete"
+                        break
+            except ConnectionResetError:
+                end = "reset"
+            finally:
+                sock.close()
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)\r\n", got)
+            return (int(m.group(1)) if m else -1), len(got), end
+
+        # A client that reads at once gets it all (the same request: the answer is big).
+        declared, got, end = stalled_reader(0)
+        assert end == "complete" and declared > 4_000_000, (declared, got, end)
+        # One that waits 12 s (tagging takes a few; the deadline is 1 s after the buffer
+        # fills) finds the connection cut and most of the answer never sent.
+        declared, got, end = stalled_reader(12)
+        assert end in ("eof", "reset") and (declared == -1 or got < declared), (declared, got, end)
+        assert "response not taken by the client: less than 48 KiB in 1 s" in s.log_text()
+        # The server is fine: the next request is answered.
+        assert asyncio.run(request(s.port, HEALTH))[0] == 200
+    finally:
+        s.close()
+
+
 def test_sigterm_with_20_slow_clients_open_exits_within_5_s_and_refuses_new_work(tmp_path):
     s = Server(tmp_path, TAGGER_BODY_TIMEOUT="60", TAGGER_HEADER_TIMEOUT="60", TAGGER_IDLE_TIMEOUT="60")
     try:
