@@ -29,6 +29,14 @@ slow but steady client is not cut. Without it a client that stops reading holds 
 in memory, and a streamed export its database cursor, for good; ``transport.close()`` alone
 would wait for the buffer to drain.
 
+A request answered before its body has arrived (413, 503 + ``Retry-After`` from the body
+budget, 401 ...) is answered with ``connection: close``; closing the socket at once while the
+client is still sending makes the kernel answer its next bytes with a reset, and most
+clients then report a broken pipe instead of the answer. So such a connection *lingers*
+(:class:`_LingeringTransport`): the answer is sent and the write side shut, the rest of the
+body is read and dropped, and the socket is closed when the client has sent it all (or
+closes), after :data:`LINGER_SECONDS`, or past :data:`LINGER_BYTES`, whichever comes first.
+
 At a shutdown (SIGTERM) uvicorn closes idle connections and lets running requests finish;
 it also waits for requests that are still being *received*, for as long as their clients
 take. Here those are refused instead (``503`` + ``Retry-After``, closed): the server takes
@@ -46,6 +54,11 @@ __all__ = ["ReadTimeouts", "protocol_class", "CUT_KEY"]
 # Bytes a client must take of a stalled response in every send_timeout seconds (uvicorn's
 # flow control: writing pauses above 64 KiB buffered and resumes below 16 KiB).
 SEND_PROGRESS = 48 * 1024
+
+# A connection answered before its request body arrived: how long, and how many more bytes,
+# the server reads and drops before closing (see the module docstring).
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 16 * 1024 * 1024
 
 # Set in a request's ASGI scope when the connection was cut by a deadline or a shutdown
 # (tagger.api.bodies logs the reason in one line instead of "client disconnected").
@@ -82,6 +95,28 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:g}"
 
 
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: ``close()`` while the request's body is
+    still arriving starts a lingering close (:meth:`TimedProtocol._linger`) instead; all else
+    goes to the real transport."""
+
+    __slots__ = ("_real", "_protocol")
+
+    def __init__(self, real, protocol) -> None:
+        self._real = real
+        self._protocol = protocol
+
+    def close(self) -> None:
+        if not self._protocol._linger():
+            self._real.close()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._real.is_closing()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
 _CLASS = None
 
 
@@ -105,6 +140,9 @@ def _make_class():
             self.timer = None
             self.send_timer = None  # armed while writing is paused (the client not reading)
             self.send_mark = 0  # bytes waiting when the send timer was armed
+            self.lingering = False
+            self.linger_timer = None
+            self.linger_left = 0  # bytes still dropped before the close
 
         # -- timers -----------------------------------------------------------------------
         def _arm(self, seconds: float, handler) -> None:
@@ -162,10 +200,12 @@ def _make_class():
             """Answer ``status`` (unless a response has begun) and close. The request's
             application task, if any, sees ``http.disconnect`` and its sends are dropped."""
             self._disarm()
+            in_body = self.phase == "body"
+            self.phase = "closed"  # (first: a refusal closes at once, it never lingers)
             if self.pipeline:  # an earlier response is being written: nothing can go in between
                 self.transport.close()
                 return
-            cycle = self.cycle if self.phase == "body" else None
+            cycle = self.cycle if in_body else None
             if cycle is not None:
                 cycle.scope[CUT_KEY] = why
                 if cycle.response_started:
@@ -176,7 +216,6 @@ def _make_class():
             elif self._responding():
                 self.transport.close()
                 return
-            self.phase = "closed"
             self.transport.write(_response(status, reason, error, message, extra))
             self.transport.close()
 
@@ -213,16 +252,55 @@ def _make_class():
             self.phase = "closed"
             self.transport.abort()  # close() would wait for the buffer to drain
 
+        # -- lingering close -----------------------------------------------------------------
+        def _linger(self) -> bool:
+            """Called for ``close()``: True if the connection lingers instead (its request's
+            body is still arriving, the server is not stopping, the transport can half-close)."""
+            real = self.transport._real
+            if self.lingering:
+                return True
+            if self.phase != "body" or real.is_closing() or not real.can_write_eof():
+                return False
+            self.lingering = True
+            self.phase = "linger"
+            self._disarm()
+            self.linger_left = LINGER_BYTES
+            real.write_eof()  # the answer goes out, then FIN; reading goes on
+            self.flow.resume_reading()
+            self.linger_timer = self.loop.call_later(LINGER_SECONDS, self._linger_over)
+            return True
+
+        def _linger_over(self) -> None:
+            if self.linger_timer is not None:
+                self.linger_timer.cancel()
+                self.linger_timer = None
+            self.transport._real.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self.lingering:  # the rest of a body nobody will read
+                self.linger_left -= len(data)
+                if self.linger_left < 0:
+                    self._linger_over()
+                return
+            super().data_received(data)
+
+        def eof_received(self):
+            if self.lingering:  # the client has sent all it will
+                self._linger_over()
+            return super().eof_received()
+
         # -- connection and parser events -----------------------------------------------
         def connection_made(self, transport) -> None:
-            super().connection_made(transport)
+            super().connection_made(_LingeringTransport(transport, self))
             self._arm(self.deadlines.idle, self._idle_expired)
 
         def connection_lost(self, exc) -> None:
             self._disarm()
-            if self.send_timer is not None:
-                self.send_timer.cancel()
-                self.send_timer = None
+            for t in (self.send_timer, self.linger_timer):
+                if t is not None:
+                    t.cancel()
+            self.send_timer = self.linger_timer = None
+            self.lingering = False
             self.phase = "closed"
             super().connection_lost(exc)
 
@@ -261,6 +339,9 @@ def _make_class():
 
         # -- shutdown --------------------------------------------------------------------
         def shutdown(self) -> None:
+            if self.lingering:  # the server is stopping: no more waiting for the client's body
+                self._linger_over()
+                return
             if self.transport.is_closing():
                 return
             if self.pipeline:  # requests queued behind a running one: closed after its response

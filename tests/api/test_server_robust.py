@@ -1,10 +1,11 @@
 """`tagger serve` under hostile or unlucky traffic (reliability issue, items 4, 5 and 12), with
 real server processes and real sockets: a burst of 1,000 connections while the workers are
 busy is answered in full; idle, slow-header and slow-body connections are closed by their
-deadlines (and only by them), and so is a client that stops reading its response; a client
-aborting its body is one log line; the buffered bodies of all requests are bounded (503 +
-Retry-After); SIGTERM with slow clients open exits within 5 s and refuses new work; /metrics
-counts the requests of both workers."""
+deadlines (and only by them), and so is a client that stops reading its response; an upload
+refused before its body is read gets its answer, not a reset; a client aborting its body is
+one log line; the buffered bodies of all requests are bounded (503 + Retry-After); SIGTERM
+with slow clients open exits within 5 s and refuses new work; /metrics counts the requests of
+both workers."""
 
 from __future__ import annotations
 
@@ -367,6 +368,49 @@ def test_a_client_that_stops_reading_its_response_is_cut_after_the_send_timeout(
         assert end in ("eof", "reset") and (declared == -1 or got < declared), (declared, got, end)
         assert "response not taken by the client: less than 48 KiB in 1 s" in s.log_text()
         # The server is fine: the next request is answered.
+        assert asyncio.run(request(s.port, HEALTH))[0] == 200
+    finally:
+        s.close()
+
+
+def test_an_upload_refused_before_its_body_is_read_gets_its_answer_not_a_broken_pipe(tmp_path):
+    """413 (the body could never fit the buffer budget) is answered from the headers; the
+    client, sending its body in chunks as uploaders do, keeps sending. Closed at once, the
+    server's kernel would answer those bytes with a reset (every try: BrokenPipeError on
+    send before this change); lingering, the server drops the rest of the body and closes
+    when it has all arrived, or after LINGER_SECONDS of a body that never ends."""
+    from tagger.api.connections import LINGER_SECONDS
+
+    s = Server(tmp_path, workers=1, TAGGER_MAX_BUFFERED_BYTES="300000")
+    try:
+        def upload(declared: int, chunks: int, pause: float) -> tuple[str, bytes, float]:
+            sock = socket.create_connection(("127.0.0.1", s.port))
+            sock.settimeout(30)
+            sent, t0 = "all", time.monotonic()
+            try:
+                sock.sendall(post_head("/v1/tag", declared))
+                for _ in range(chunks):
+                    sock.sendall(b"x" * 65536)
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                sent = type(exc).__name__
+            got = b""
+            try:
+                while chunk := sock.recv(65536):
+                    got += chunk
+            except ConnectionResetError:
+                got += b"<reset>"
+            finally:
+                sock.close()
+            return sent, got, time.monotonic() - t0
+
+        for _ in range(5):
+            sent, got, _ = upload(2 * 1024 * 1024, 32, 0.005)
+            assert sent == "all" and got.startswith(b"HTTP/1.1 413") and not got.endswith(b"<reset>"), (sent, got[:200])
+        # A body that never ends is not waited for: closed LINGER_SECONDS after the answer.
+        sent, got, took = upload(50 * 1024 * 1024, 400, 0.05)
+        assert got.startswith(b"HTTP/1.1 413") and sent != "all", (sent, got[:200])
+        assert LINGER_SECONDS - 1 < took < LINGER_SECONDS + 5, took
         assert asyncio.run(request(s.port, HEALTH))[0] == 200
     finally:
         s.close()
