@@ -148,11 +148,12 @@ def _parse_record(line: str, where: str) -> dict:
     return rec
 
 
-def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
+def iter_input_clauses(path: Path, errors: list[str], max_chars: tuple[int, str] | None = None) -> Iterator[dict]:
     """Clauses of one input: a ``.jsonl`` of {"id", "text", ...} or a document.
 
     Bad JSONL records are reported in ``errors`` and skipped; an unreadable document
-    raises UnreadableDocument.
+    raises UnreadableDocument. ``max_chars``: (limit, why): a JSONL record whose text is
+    longer is a bad record too (documents are cut into clauses by the segmenter).
     """
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
@@ -166,6 +167,8 @@ def iter_input_clauses(path: Path, errors: list[str]) -> Iterator[dict]:
                     continue
                 try:
                     rec = _parse_record(line, f"{path}:{lineno}")
+                    if max_chars is not None and len(rec["text"]) > max_chars[0]:
+                        raise InvalidInput(f"{path}:{lineno}", f"text has {len(rec['text'])} characters; {max_chars[1]}")
                 except TaggerError as exc:
                     errors.append(str(exc))
                     continue

@@ -244,13 +244,13 @@ def _worker_tag(batch: list[dict], evidence: bool = False, overrides=None, evide
     return [dumps(rec) + "\n" for rec in recs], acc
 
 
-def _first_clause_id(files: list[Path]) -> str | None:
+def _first_clause_id(files: list[Path], max_chars: tuple[int, str] | None = None) -> str | None:
     """Id of the inputs' first good clause; problems are left for the run itself to report."""
     from ..tagging import iter_input_clauses
 
     for path in files:
         try:
-            for clause in iter_input_clauses(path, []):
+            for clause in iter_input_clauses(path, [], max_chars):
                 return clause["id"]
         except TaggerError:
             continue
@@ -284,10 +284,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
     reported = 0
     # Listed once, up front: -o is checked against exactly the files the run will read.
     files = list(iter_files(args.paths))
+    # Occlusion re-scores a clause once per token: its cost grows with the square of the
+    # length (a 117,000-character JSONL clause ran for minutes). The API's limit, for this
+    # method only: contributions are linear (that clause: 1.6 s, 294 MB).
+    max_chars = None
+    if args.evidence and args.evidence_method == "occlusion":
+        from ..config import get_settings
+
+        limit = get_settings().max_evidence_clause_chars
+        max_chars = (limit, f"occlusion evidence is computed for clauses of at most {limit} characters "
+                            "(TAGGER_MAX_EVIDENCE_CLAUSE_CHARS): use the default --evidence-method contributions, or split the text")
     writer = None
     if args.output and args.output != "-":
         try:
-            writer = open_output(Path(args.output), files, version, lambda: _first_clause_id(files), args.force, evidence=args.evidence)
+            writer = open_output(Path(args.output), files, version, lambda: _first_clause_id(files, max_chars), args.force,
+                                 evidence=args.evidence)
         except OutputRefused as exc:
             _err(str(exc))
             return EXIT_USAGE
@@ -308,7 +319,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         nonlocal failed_files
         for path in files:
             try:
-                for clause in iter_input_clauses(path, errors):
+                for clause in iter_input_clauses(path, errors, max_chars):
                     report_errors()
                     yield clause
             except TaggerError as exc:

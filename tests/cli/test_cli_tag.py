@@ -226,3 +226,23 @@ def test_jsonl_records_with_nothing_visible_are_bad_records(tmp_path):
     errors = [l for l in r.stderr.splitlines() if "in.jsonl:" in l]
     assert [e.split("in.jsonl:")[1].split(":")[0] for e in errors] == ["2", "3", "4", "5", "6"], r.stderr
     assert all("'text' is empty" in e for e in errors)
+
+
+def test_occlusion_evidence_refuses_a_jsonl_clause_longer_than_the_api_limit(tmp_path):
+    # Occlusion's cost grows with the square of the length: a JSONL clause over
+    # TAGGER_MAX_EVIDENCE_CLAUSE_CHARS is a bad record for it (file:line, skipped, exit 1),
+    # as the API answers 413; contributions (linear) tag it.
+    src = tmp_path / "in.jsonl"
+    long_text = "对新引进的人工智能企业给予房租补贴。" * 70  # 1,260 characters
+    src.write_text(json.dumps({"id": "a", "text": "对租用办公用房的企业给予三年房租补贴。"}, ensure_ascii=False) + "\n"
+                   + json.dumps({"id": "long", "text": long_text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    r = run_cli("tag", str(src), "--evidence", "--evidence-method", "occlusion", "-q")
+    assert r.returncode == 1
+    assert [x["id"] for x in map(json.loads, r.stdout.splitlines())] == ["a"]
+    assert r.stderr.splitlines() == [f"tagger: {src}:2: text has 1260 characters; occlusion evidence is computed for clauses of at most "
+                                     "1000 characters (TAGGER_MAX_EVIDENCE_CLAUSE_CHARS): use the default --evidence-method "
+                                     "contributions, or split the text"]
+    r = run_cli("tag", str(src), "--evidence", "-q")
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [x["id"] for x in recs] == ["a", "long"] and any(recs[1]["evidence"][h] for h in ("topic", "measure"))
