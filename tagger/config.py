@@ -96,6 +96,11 @@ class Settings:
     inline_clauses: int = field(default_factory=lambda: int(_env("inline_clauses", "16")))
     # The worker processes run this much nicer (lower priority) than the server.
     work_process_nice: int = field(default_factory=lambda: int(_env("work_process_nice", "5")))
+    # A worker process whose resident memory passes this many MiB while it runs a job
+    # (checked every 50 ms) is killed and replaced, and the job answered 413: one pathological
+    # upload (a PDF page that expands to hundreds of MB) cannot take the machine's memory.
+    # A loaded worker holds ~250 MB; 0: no limit.
+    work_process_max_mb: int = field(default_factory=lambda: int(_env("work_process_max_mb", "1536")))
     # Reading one uploaded document (PDF, DOCX, HTML, text, or a JSON body: up to its
     # segmentation) may take this many seconds; then it is answered 422 (a 81 KB PDF whose
     # 500 pages share one 1 MB content stream read for ~14 minutes; a text PDF reads at

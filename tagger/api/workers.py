@@ -19,7 +19,9 @@ and the slot starts another (which loads the bundle again, ~2-4 s). A job is sto
 * its client has gone away (``cancellable``; a store write, once reading is done, is
   left to finish);
 * the server shuts down and the job has not finished within the grace period
-  (:meth:`WorkerProcesses.drain`, :meth:`WorkerProcesses.shutdown`): 503.
+  (:meth:`WorkerProcesses.drain`, :meth:`WorkerProcesses.shutdown`): 503;
+* its process's resident memory passes ``work_process_max_mb`` (``TAGGER_WORK_PROCESS_MAX_MB``;
+  read from ``/proc`` at each poll): 413.
 
 A job is ``fn(tagger, settings, *args, **kwargs)``: in a worker the tagger and settings are
 the worker's own; without worker processes (``TAGGER_WORK_PROCESSES=0``) the same function
@@ -49,7 +51,12 @@ __all__ = ["WorkerProcesses", "reading_done"]
 
 log = logging.getLogger("tagger.api.workers")
 
-POLL = 0.05  # seconds: how often a slot looks at its job's deadline and cancellation
+POLL = 0.05  # seconds: how often a slot looks at its job's deadline, cancellation and memory
+_MIB = 1024 * 1024
+try:
+    _PAGE = os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):
+    _PAGE = 4096
 KILL_GRACE = 2.0  # seconds past a job's reading time limit before its process is killed
 SPAWN_BACKOFF_MAX = 30.0
 
@@ -252,6 +259,14 @@ class _Slot:
         p = self.proc
         return p.pid if p is not None else None
 
+    def rss(self) -> int:
+        """The worker process's resident memory in bytes (0 where /proc cannot tell)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/statm", "rb") as fh:
+                return int(fh.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError, AttributeError):
+            return 0
+
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
         pool = self.pool
@@ -297,6 +312,7 @@ class _Slot:
         limits = job.limits
         started = time.monotonic()
         deadline = started + limits.read_seconds + KILL_GRACE if limits.read_seconds else None
+        max_mb = getattr(pool.settings, "work_process_max_mb", 0) or 0
         try:
             self.conn.send((job.fn, job.args, job.kwargs))
         except (OSError, ValueError):
@@ -349,6 +365,15 @@ class _Slot:
                 log.warning("killed the worker process running %s: reading %s took more than %g s; starting another",
                             _name(job.fn), limits.what, limits.read_seconds)
                 job.fail(limits.too_slow(limits.what, limits.read_seconds))
+                return
+            if max_mb and self.rss() > max_mb * _MIB:
+                self._kill()
+                pool._count("restarts", 1)
+                log.warning("killed the worker process running %s: it used more than %d MiB (TAGGER_WORK_PROCESS_MAX_MB); "
+                            "starting another", _name(job.fn), max_mb)
+                job.fail(HTTPException(status_code=413, detail=f"the request needed more than {max_mb} MiB of memory "
+                                       "(TAGGER_WORK_PROCESS_MAX_MB) and was stopped: send fewer or shorter clauses, "
+                                       "or a smaller document"))
                 return
 
 

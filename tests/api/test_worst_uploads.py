@@ -1,6 +1,6 @@
 """The worst uploads of the reliability probe (issue items 6 and 9): a small PDF whose pages
 all repeat one huge content stream (a worker busy for ~14 minutes, not stopped when its
-client left, and SIGTERM waiting for it), a .docx of deeply nested XML, 10 MB JSON bodies
+client left, and SIGTERM waiting for it; one such page grows a worker past its memory limit), a .docx of deeply nested XML, 10 MB JSON bodies
 of ``{}`` (parsed on the event loop: /v1/health stalled for seconds), and requests waiting
 in a full work queue. Real HTTP against uvicorn on a loopback port (`tagger serve` in a
 subprocess where latency, memory or signals are measured), with the committed bundle.
@@ -33,6 +33,7 @@ from ..conftest import ROOT, free_port, serve, wait_until_up
 from .health_probe import probe_health
 
 CLAUSE = "对新引进的人工智能企业，按实际租金的50%给予三年房租补贴。"
+MEMORY_LIMIT_MB = 330  # a freshly loaded worker ~180 MB; reading one 4 MB-stream PDF page takes it to ~420 MB
 NORMAL = ("第一条 对新引进的人工智能企业给予房租补贴。\n第二条 支持智能网联汽车开展道路测试。").encode()
 
 
@@ -330,6 +331,26 @@ def test_pdf_bomb_is_answered_within_the_time_limit_and_the_worker_replaced(monk
         assert r.status_code == 200 and r.json()["count"] == 2
         now = app.state.pool.processes.pids()
         assert len(now) == 1 and now != first
+
+
+@pytest.mark.slow
+def test_a_worker_past_its_memory_limit_is_killed_and_the_request_answered_413(monkeypatch, tmp_path):
+    # One PDF page with a 4 MB content stream grows a worker by a few hundred MB while it is
+    # read; with the limit between a loaded worker and that, the worker is killed on memory
+    # (not on time: TAGGER_PARSE_TIMEOUT is a minute) and replaced.
+    with app_server(monkeypatch, tmp_path, parse_timeout=60, work_processes=1, work_process_max_mb=MEMORY_LIMIT_MB) as (app, url):
+        first = app.state.pool.processes.pids()
+        with open(f"/proc/{first[0]}/statm") as fh:
+            loaded_mb = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        assert loaded_mb < MEMORY_LIMIT_MB - 50, loaded_mb  # the limit leaves room for normal work
+        t0 = time.perf_counter()
+        r = httpx.post(url + "/v1/documents", files={"file": ("page.pdf", pdf_bomb(pages=1, stream_bytes=4 << 20))}, timeout=60)
+        assert r.status_code == 413 and "TAGGER_WORK_PROCESS_MAX_MB" in r.json()["detail"], r.text[:300]
+        assert time.perf_counter() - t0 < 30
+        assert not os.path.exists(f"/proc/{first[0]}")
+        r = httpx.post(url + "/v1/documents?evidence=false", files={"file": ("ok.txt", NORMAL)}, timeout=60)
+        assert r.status_code == 200 and r.json()["count"] == 2
+        assert app.state.pool.processes.pids() != first
 
 
 @pytest.mark.slow
