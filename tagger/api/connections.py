@@ -34,8 +34,9 @@ budget, 401 ...) is answered with ``connection: close``; closing the socket at o
 client is still sending makes the kernel answer its next bytes with a reset, and most
 clients then report a broken pipe instead of the answer. So such a connection *lingers*
 (:class:`_LingeringTransport`): the answer is sent and the write side shut, the rest of the
-body is read and dropped, and the socket is closed when the client has sent it all (or
-closes), after :data:`LINGER_SECONDS`, or past :data:`LINGER_BYTES`, whichever comes first.
+body is read and dropped, and the socket is closed when the client closes its side (once it
+has read the answer), after :data:`LINGER_SECONDS`, or past :data:`LINGER_BYTES`, whichever
+comes first.
 
 At a shutdown (SIGTERM) uvicorn closes idle connections and lets running requests finish;
 it also waits for requests that are still being *received*, for as long as their clients
