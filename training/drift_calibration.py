@@ -358,21 +358,16 @@ def summarise(rows: list[dict]) -> dict:
     out = {"auc_a_vs_b": aucs, "thresholds": th, "groups": groups}
     if rows[0]["clause_accuracy"] is None:
         return out
-    flagged, unflagged = [], []
-    per_group_acc = {}
-    for r in rows:
-        (flagged if verdict_for(r["score"], th) != "ok" else unflagged).extend(r["clause_accuracy"])
-    for g, rs in by.items():
-        f = [x for r in rs if verdict_for(r["score"], th) != "ok" for x in r["clause_accuracy"]]
-        u = [x for r in rs if verdict_for(r["score"], th) == "ok" for x in r["clause_accuracy"]]
-        per_group_acc[g] = {"flagged": _acc(f), "unflagged": _acc(u)}
-    # The acceptance's own scope: the time split, i.e. groups a and b (c is another domain).
-    ts = [r for g in ("a", "b") for r in by.get(g, [])]
-    time_split = {"flagged": _acc([x for r in ts if verdict_for(r["score"], th) != "ok" for x in r["clause_accuracy"]]),
-                  "unflagged": _acc([x for r in ts if verdict_for(r["score"], th) == "ok" for x in r["clause_accuracy"]])}
+    def flagged_vs_not(rs) -> dict:
+        flagged = [verdict_for(r["score"], th) != "ok" for r in rs]
+        return {"flagged": _acc([x for r, f in zip(rs, flagged) if f for x in r["clause_accuracy"]]),
+                "unflagged": _acc([x for r, f in zip(rs, flagged) if not f for x in r["clause_accuracy"]])}
+
+    # The acceptance's own scope is the time split, i.e. groups a and b (c is another domain).
     return {
         **out,
-        "accuracy": {"flagged": _acc(flagged), "unflagged": _acc(unflagged), "by_group": per_group_acc, "time_split": time_split,
+        "accuracy": {**flagged_vs_not(rows), "by_group": {g: flagged_vs_not(rs) for g, rs in by.items()},
+                     "time_split": flagged_vs_not([r for g in ("a", "b") for r in by.get(g, [])]),
                      "definition": "per clause, the share of the 4 heads whose decided label set equals the gold one; "
                                    "flagged = the clause's document has verdict watch or retrain"},
     }
@@ -404,7 +399,7 @@ def markdown(res: dict) -> str:
         "`tagger tag` run does).",
         "",
         "| group | documents | clauses | document score p10 / median / p90 (max) | documents ok / watch / retrain "
-        f"| batch score p10 / median / p90 | batches ok / watch / retrain |",
+        "| batch score p10 / median / p90 | batches ok / watch / retrain |",
         "|---|---:|---:|---|---|---|---|",
     ]
     for g, s in res["groups"].items():

@@ -395,8 +395,7 @@ def _explain_contributions(tagger, sparse, texts, wanted, max_spans, token_texts
     return out
 
 
-def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int,
-                  heads: Sequence[str] | None = None) -> list[list[dict]] | None:
+def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int, heads: Sequence[str]) -> list[list[dict]] | None:
     """Spans per wanted label (the rows of ``scores``, one column per token of ``string``;
     ``heads``: each row's head), or None if the token string cannot be aligned with the text."""
     norm, pos = map_to_original(text)
@@ -419,7 +418,6 @@ def _clause_spans(text: str, string: str, scores: np.ndarray, max_spans: int,
     # instrument (给予1亿元, 免征契税); for a topic or an industry 给予/支持 say nothing of the
     # subject and only lengthen the span (a blind read of seed 25: 最高给予10万元 for talent).
     none = [False] * len(tokens)
-    heads = heads or ["measure"] * len(scores)
     return [_pick_spans(text, pos, offs, word, plain, generic if h == "measure" else none, bridge, link, row, order, max_spans)
             for h, row, order in zip(heads, scores.tolist(), orders)]
 
