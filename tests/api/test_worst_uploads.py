@@ -340,8 +340,7 @@ def test_a_worker_past_its_memory_limit_is_killed_and_the_request_answered_413(m
     # (not on time: TAGGER_PARSE_TIMEOUT is a minute) and replaced.
     with app_server(monkeypatch, tmp_path, parse_timeout=60, work_processes=1, work_process_max_mb=MEMORY_LIMIT_MB) as (app, url):
         first = app.state.pool.processes.pids()
-        with open(f"/proc/{first[0]}/statm") as fh:
-            loaded_mb = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        loaded_mb = _rss_mb(first[0])
         assert loaded_mb < MEMORY_LIMIT_MB - 50, loaded_mb  # the limit leaves room for normal work
         t0 = time.perf_counter()
         r = httpx.post(url + "/v1/documents", files={"file": ("page.pdf", pdf_bomb(pages=1, stream_bytes=4 << 20))}, timeout=60)
